@@ -1,0 +1,894 @@
+"""The engine: the workers over the ledger.
+
+It turns settled files into jobs (intake), spends the one request budget on creates and
+polls as the scheduler decides, fetches results, writes the outbox and moves originals.
+Every step commits the job's new state to the ledger *before* the side effect that depends
+on it, so `reconcile()` can finish any job after a crash. It runs on one asyncio loop; CPU
+work goes to threads. It does not watch folders or handle signals (daemon.py does) and it
+holds no state that the ledger does not also hold, except which jobs have a request running
+right now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from watchd import outbox
+from watchd.api import CreateRequest, PicWishClient, TaskResult
+from watchd.budget import Budget
+from watchd.config import Config, FolderConfig
+from watchd.download import DownloadError, fetch_result, policy_for
+from watchd.errors import (
+    ApiError,
+    AuthError,
+    ConnectionLost,
+    PermanentApiError,
+    RateLimited,
+    TaskGone,
+    TransientApiError,
+    backoff_delay,
+)
+from watchd.imaging import finish_result
+from watchd.intake import (
+    ChangedOnDisk,
+    NeedsMask,
+    Outcome,
+    Prepared,
+    Rejected,
+    Unreadable,
+    prepare,
+    settings_of,
+    upload_payload,
+)
+from watchd.ledger import Ledger, decode, job_key
+from watchd.lifecycle import Event, IllegalTransition, State
+from watchd.logs import get_logger
+from watchd.preflight import PreflightError
+from watchd.scheduler import Candidate, DurationModel, Kind, Scheduler, Task
+
+SHUTDOWN_GRACE = 8.0  # seconds in-flight requests get to finish on SIGTERM
+DOWNLOAD_CONCURRENCY = 4
+
+
+@dataclass
+class Counters:
+    creates: int = 0
+    polls: int = 0
+    http_429: int = 0
+
+
+class Engine:
+    def __init__(
+        self,
+        cfg: Config,
+        ledger: Ledger,
+        client: PicWishClient,
+        *,
+        download_client: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        on_changed: Callable[[str, Path], None] | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.client = client
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.on_changed = on_changed or (lambda folder, path: None)
+        self.download_client = download_client or httpx.AsyncClient(follow_redirects=False)
+        self.log = get_logger()
+        self.wake = asyncio.Event()
+        self.busy: set[int] = set()
+        self.preparing: set[int] = set()  # creates reading their file, not yet submitting
+        self.running: set[asyncio.Task[Any]] = set()
+        self.downloads = asyncio.Semaphore(DOWNLOAD_CONCURRENCY)
+        self.inline: dict[int, tuple[str, ...]] = {}  # base64 results kept out of the ledger
+        self.counters = Counters()
+        self.stopping = False
+        self.only: set[int] | None = None  # `watchd process`: touch these jobs and no others
+        self.model = DurationModel()
+        for folder, seconds in reversed(ledger.durations()):
+            self.model.observe(folder, seconds)
+        self.paused: str | None = ledger.get_meta("paused")
+        self.cfg = cfg
+        self.budget = Budget(cfg.api.qps)
+        self.scheduler = Scheduler(
+            max_in_flight=cfg.api.max_in_flight,
+            poll_interval=cfg.api.poll_interval,
+            model=self.model,
+        )
+        self.apply_config(cfg)
+
+    # -- configuration ------------------------------------------------------------------
+
+    def apply_config(self, cfg: Config) -> None:
+        """Live reload: new folders and settings apply to new jobs; qps changes at once."""
+        self.cfg = cfg
+        self.folders: dict[str, FolderConfig] = {f.name: f for f in cfg.folders}
+        self.budget.set_qps(cfg.api.qps)
+        self.scheduler.max_in_flight = cfg.api.max_in_flight
+        self.scheduler.poll_interval = cfg.api.poll_interval
+        self.download_policy = policy_for(cfg.api.base_url)
+        self.wake.set()
+
+    def resume(self, reason: str) -> None:
+        """Lift a 401 pause (the key file changed, or a reload)."""
+        if self.paused:
+            self.log.warning("submissions resumed", reason=reason)
+        self.paused = None
+        self.ledger.set_meta("paused", None)
+        self.wake.set()
+
+    def _pause(self, err: AuthError) -> None:
+        if not self.paused:
+            self.log.error(
+                "API key refused (HTTP 401): all submissions paused; files stay where they are."
+                " Fix the key, then `systemctl reload watchd`",
+                message=err.message,
+            )
+        self.paused = f"HTTP 401 from the API: {err.message or 'unauthorized'}"
+        self.ledger.set_meta("paused", self.paused)
+
+    # -- intake -------------------------------------------------------------------------
+
+    def is_known(self, folder: str, path: Path) -> bool:
+        """An unfinished job already holds this file: a repeated hint costs no read."""
+        return self.ledger.active_at_path(folder, str(path)) is not None
+
+    async def take(self, folder_name: str, path: Path) -> Outcome | None:
+        """A settled file: check it in a thread, then record it. None if the folder is gone."""
+        folder = self.folders.get(folder_name)
+        if folder is None:
+            return None
+        outcome = await asyncio.to_thread(prepare, folder, path, now=self.clock())
+        self.record(folder, outcome)
+        return outcome
+
+    def record(
+        self, folder: FolderConfig, outcome: Outcome, *, keep_original: bool = False
+    ) -> int | None:
+        log = self.log.bind(
+            folder=folder.name, file=outcome.path.name if hasattr(outcome, "path") else None
+        )
+        if isinstance(outcome, NeedsMask):
+            return None
+        if isinstance(outcome, Unreadable):
+            log.warning("file left in the inbox: watchd may not read it", reason=outcome.reason)
+            return None
+        if isinstance(outcome, Rejected):
+            return self._record_rejected(folder, outcome, keep_original)
+        assert isinstance(outcome, Prepared)
+        fields = dict(outcome.fields, keep_original=int(keep_original))
+        if keep_original:
+            fields["rel"] = fields["name"]
+        existing = self.ledger.by_key(outcome.key)
+        if existing is None:
+            job_id = self.ledger.add_job(fields)
+            log.info(
+                "job recorded",
+                job=job_id,
+                state="waiting",
+                size=fields["size"],
+                width=fields["width"],
+                height=fields["height"],
+            )
+            self.wake.set()
+            return job_id
+        job_id, state, path = existing["id"], State(existing["state"]), fields["path"]
+        log = log.bind(job=job_id)
+        if existing["path"] == path and state not in (State.FAILED, State.GONE):
+            return job_id  # a repeated hint for a file already in work
+        if state in (State.FAILED, State.GONE):
+            # The same bytes dropped again after a failure: the user wants them processed.
+            keep = {k: v for k, v in fields.items() if k not in ("folder", "key")}
+            self.ledger.transition(
+                job_id,
+                Event.REQUEUE,
+                {"path": path},
+                **keep,
+                attempts=0,
+                task_id=None,
+                not_before=None,
+                error_reason=None,
+                error_code=None,
+                error_http_status=None,
+                outputs=None,
+                results=None,
+            )
+            log.info("job requeued: the same file was dropped again", state="waiting")
+            self.wake.set()
+            return job_id
+        if state == State.WAITING and not os.path.lexists(existing["path"]):
+            self.ledger.update(
+                job_id,
+                {"from": existing["path"], "to": path},
+                note="renamed",
+                path=path,
+                name=fields["name"],
+                rel=fields["rel"],
+            )
+            return job_id
+        # The same bytes twice in one folder: never paid for twice.
+        if not keep_original:
+            moved = outbox.move_original(Path(path), Path(fields["post"]["done"]))
+            self.ledger.note(job_id, "duplicate", {"path": path, "moved_to": str(moved)})
+        log.info("duplicate of an existing job: not sent again", duplicate=path)
+        return job_id
+
+    def _record_rejected(
+        self, folder: FolderConfig, rej: Rejected, keep_original: bool
+    ) -> int | None:
+        log = self.log.bind(folder=folder.name, file=rej.path.name)
+        key = job_key(folder.name, rej.sha256) if rej.sha256 else None
+        existing = self.ledger.by_key(key) if key else None
+        if existing is not None and existing["path"] == str(rej.path):
+            return existing["id"]
+        if existing is not None:
+            # Same bytes, already known: the job keeps its row; this copy fails beside it.
+            key = f"{key}:{self.clock()}"
+        fields = {
+            "folder": folder.name,
+            "key": key or f"{folder.name}:path:{rej.path}:{self.clock()}",
+            "path": str(rej.path),
+            "name": rej.path.name,
+            "rel": os.path.relpath(rej.path, folder.inbox),
+            "size": rej.size,
+            "sha256": rej.sha256,
+            "mask_path": str(rej.mask_path) if rej.mask_path else None,
+            "post": settings_of(folder),
+            "keep_original": int(keep_original),
+            "error_reason": rej.reason,
+            "error_code": rej.code,
+        }
+        job_id = self.ledger.add_job(fields, state=State.FAILING)
+        log.warning(
+            "file failed its checks before upload (no API call made)",
+            job=job_id,
+            code=rej.code,
+            reason=rej.reason,
+        )
+        self._spawn(job_id, self._finish_failing(job_id))
+        return job_id
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def reconcile(self) -> None:
+        """After a start (maybe after a crash): every job continues from its ledger state."""
+        now = self.clock()
+        for job in self.ledger.in_state(State.SUBMITTING):
+            # The create may or may not have reached the API: the crash window of SPEC.md.
+            self._create_lost(job, "the daemon stopped while a create was on the wire")
+        for job in self.ledger.in_state(State.PROCESSING):
+            self.ledger.update(job["id"], next_poll_at=now)
+        self.wake.set()
+
+    def _can_submit(self) -> bool:
+        return not self.stopping and not self.paused
+
+    async def pump(self) -> float:
+        """Start what can start now; return how long the caller may sleep at most."""
+        now = self.clock()
+        next_times: list[float] = []
+        for job in self.ledger.in_state(State.FINISHING, State.FAILING):
+            if job["id"] not in self.busy and self._mine(job["id"]):
+                coro = (
+                    self._finish_done(job["id"])
+                    if job["state"] == State.FINISHING
+                    else self._finish_failing(job["id"])
+                )
+                self._spawn(job["id"], coro)
+        for job in self.ledger.in_state(State.DOWNLOADING):
+            if job["id"] in self.busy or self.stopping or not self._mine(job["id"]):
+                continue
+            if (job["not_before"] or 0) <= now:
+                self._spawn(job["id"], self._download(job["id"]))
+            else:
+                next_times.append(job["not_before"])
+        if not self.paused:
+            next_times += self._dispatch_requests(now)
+        waiting_at = self.ledger.next_waiting_time()
+        if waiting_at is not None and waiting_at > now and self._can_submit():
+            next_times.append(waiting_at)
+        return max(0.0, min(next_times, default=now + 5.0) - now)
+
+    def _dispatch_requests(self, now: float) -> list[float]:
+        """Spend available tokens on what the scheduler picks; return when to look again."""
+        mono_now = time.monotonic()
+        tasks = self._tasks()
+        while True:
+            candidates = self._candidates(now) if self._can_submit() else []
+            in_flight = self.ledger.count_in_flight() + len(self.preparing)
+            demand = len(tasks) / max(self.scheduler.poll_interval, 0.001)
+            if candidates and in_flight < self.scheduler.max_in_flight:
+                demand += self.budget.rate
+            contended = self.budget.is_contended(mono_now, demand)
+            next_token = self.budget.next_time(mono_now)
+            if next_token > mono_now:
+                wake = self.scheduler.wake_time(now, tasks, contended)
+                soonest = now + (next_token - mono_now)
+                return [max(soonest, wake) if wake is not None and not candidates else soonest]
+            decision = self.scheduler.pick(now, candidates, tasks, in_flight, contended)
+            if decision.kind == Kind.IDLE:
+                wake = self.scheduler.wake_time(now, tasks, contended)
+                return [wake] if wake is not None else []
+            self.budget.try_take(mono_now)
+            job_id = decision.job_id
+            assert job_id is not None
+            if decision.kind == Kind.CREATE:
+                self._spawn(job_id, self._create(job_id, contended))
+            else:
+                self._spawn(job_id, self._poll(job_id, contended))
+                tasks = [t for t in tasks if t.job_id != job_id]
+
+    async def _pace(self) -> None:
+        """Keep sent requests at least one budget interval apart, whatever the time spent
+        between the scheduler's decision and the send (reading a large file, say)."""
+        delay = self.budget.send_delay(time.monotonic())
+        if delay > 0:
+            await asyncio.sleep(delay)
+        self.budget.mark_sent(time.monotonic())
+
+    def _candidates(self, now: float) -> list[Candidate]:
+        rows = self.ledger.db.query(
+            "select min(id) id, folder from jobs where state = 'waiting'"
+            " and coalesce(not_before, 0) <= ? group by folder",
+            [now],
+        )
+        if self.only is not None:
+            rows = self.ledger.db.query(
+                f"select min(id) id, folder from jobs where state = 'waiting'"
+                f" and coalesce(not_before, 0) <= ? and id in ({','.join(map(str, self.only))})"
+                f" group by folder",
+                [now],
+            )
+        return [
+            Candidate(r["id"], r["folder"])
+            for r in rows
+            if r["id"] is not None and r["id"] not in self.busy
+        ]
+
+    def _tasks(self) -> list[Task]:
+        return [
+            Task(
+                job_id=r["id"],
+                folder=r["folder"],
+                submitted_at=r["submitted_at"] or 0.0,
+                next_poll_at=r["next_poll_at"] or 0.0,
+                last_poll_at=r["processed_at"],
+            )
+            for r in self.ledger.in_state(State.PROCESSING)
+            if r["id"] not in self.busy and self._mine(r["id"])
+        ]
+
+    def _mine(self, job_id: int) -> bool:
+        return self.only is None or job_id in self.only
+
+    def _spawn(self, job_id: int, coro: Any) -> None:
+        self.busy.add(job_id)
+        task = asyncio.get_running_loop().create_task(coro)
+        self.running.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self.running.discard(t)
+            self.busy.discard(job_id)
+            self.wake.set()
+            if not t.cancelled() and t.exception() is not None:
+                self.log.error(
+                    "internal error in a job step; it will be retried",
+                    job=job_id,
+                    error=repr(t.exception()),
+                )
+
+        task.add_done_callback(done)
+
+    # -- requests -----------------------------------------------------------------------
+
+    def _job_log(self, job: dict[str, Any]) -> Any:
+        return self.log.bind(job=job["id"], folder=job["folder"], file=job["name"])
+
+    async def _create(self, job_id: int, contended: bool) -> None:
+        job = self.ledger.get(job_id)
+        assert job is not None
+        log = self._job_log(job)
+        settings = decode(job, "post") or {}
+        self.preparing.add(job_id)
+        try:
+            payload = await asyncio.to_thread(upload_payload, job, settings)
+        except FileNotFoundError:
+            self.ledger.transition(job_id, Event.VANISHED)
+            log.warning("file vanished before upload; nothing was sent", state="gone")
+            return
+        except (ChangedOnDisk, PreflightError) as exc:
+            self.ledger.transition(job_id, Event.VANISHED, {"changed": str(exc)})
+            log.info("file changed after it was checked; it will be taken again as new content")
+            self.on_changed(job["folder"], Path(job["path"]))
+            return
+        finally:
+            self.preparing.discard(job_id)
+        params = decode(job, "params") or {}
+        request = CreateRequest(
+            image=payload.image, image_name=job["name"], mask=payload.mask, params=params
+        )
+        sync = self.cfg.api.mode == "sync"
+        await self._pace()
+        # The crash window opens here: committed as submitting before the request leaves, so
+        # a crash from now until the task id is committed is known to be ambiguous.
+        attempt = (job["attempts"] or 0) + 1
+        self.ledger.transition(
+            job_id,
+            Event.SUBMIT,
+            {"attempt": attempt},
+            attempts=attempt,
+            submitted_at=self.clock(),
+            task_id=None,
+            polls=0,
+        )
+        job = {**job, "attempts": attempt, "state": State.SUBMITTING}
+        try:
+            self.counters.creates += 1
+            result = await self.client.create(request, sync=sync)
+        except ApiError as err:
+            self._create_failed(job, err)
+            return
+        finally:
+            self.ledger.add_requests(job_id)
+        self.budget.on_success()
+        now = self.clock()
+        if sync:
+            self._finished_task(job, result, now)
+            return
+        next_poll = self.scheduler.next_poll_at(now, job["folder"], now, 0, contended)
+        self.ledger.transition(
+            job_id,
+            Event.CREATED,
+            {"task_id": result.task_id},
+            task_id=result.task_id,
+            next_poll_at=next_poll,
+            submitted_at=now,
+            processed_at=None,
+        )
+        log.info(
+            "task created", task_id=result.task_id, state="processing", attempt=job["attempts"]
+        )
+
+    def _create_failed(self, job: dict[str, Any], err: ApiError) -> None:
+        log = self._job_log(job)
+        job_id = job["id"]
+        if isinstance(err, ConnectionLost) and err.sent:
+            self._create_lost(job, f"the answer to a create was lost: {err.message}")
+        elif isinstance(err, ConnectionLost | RateLimited | AuthError):
+            if isinstance(err, RateLimited):
+                self.counters.http_429 += 1
+                self.budget.on_rate_limited(time.monotonic(), err.retry_after)
+            if isinstance(err, AuthError):
+                self._pause(err)
+            # Never reached the API as a task: not an attempt, and no charge.
+            self.ledger.transition(
+                job_id, Event.UNSENT, {"error": err.message}, attempts=job["attempts"] - 1
+            )
+            log.info(
+                "create not accepted; the job waits",
+                reason=err.message,
+                http_status=err.http_status,
+            )
+        elif isinstance(err, TransientApiError):
+            self._retry_or_fail(job, err)
+        else:
+            self._fail(job, err)
+
+    def _create_lost(self, job: dict[str, Any], why: str) -> None:
+        log = self._job_log(job)
+        if self.cfg.api.on_ambiguous == "fail":
+            self.ledger.transition(
+                job["id"],
+                Event.FAIL,
+                {"ambiguous": why},
+                ambiguous=(job["ambiguous"] or 0) + 1,
+                error_reason=f"{why}; api.on_ambiguous is 'fail', so it was"
+                " not sent again (the task may exist on the API side)",
+                error_code="ambiguous",
+            )
+            log.warning("create was ambiguous; failing it as configured", state="failing")
+            self._spawn_if_idle(job["id"], self._finish_failing(job["id"]))
+            return
+        delay = backoff_delay(
+            1, base=self.cfg.retry.base_delay, cap=self.cfg.retry.max_delay, rng=self.rng
+        )
+        self.ledger.transition(
+            job["id"],
+            Event.CREATE_LOST,
+            {"ambiguous": why},
+            ambiguous=(job["ambiguous"] or 0) + 1,
+            not_before=self.clock() + delay,
+        )
+        log.warning(
+            "create was ambiguous (the task may exist); submitting it again",
+            reason=why,
+            state="waiting",
+        )
+
+    def _spawn_if_idle(self, job_id: int, coro: Any) -> None:
+        if job_id in self.busy:
+            # The current step will end soon; pump() starts the move then.
+            coro.close()
+            return
+        self._spawn(job_id, coro)
+
+    def _retry_or_fail(
+        self, job: dict[str, Any], err: ApiError, event: Event = Event.RETRY
+    ) -> None:
+        attempts = job["attempts"] or 0
+        if attempts >= self.cfg.retry.max_attempts:
+            self._fail(job, err, f"{err.message} (gave up after {attempts} attempts)")
+            return
+        delay = backoff_delay(
+            attempts,
+            base=self.cfg.retry.base_delay,
+            cap=self.cfg.retry.max_delay,
+            rng=self.rng,
+            retry_after=err.retry_after,
+        )
+        self.ledger.transition(
+            job["id"],
+            event,
+            _err_detail(err),
+            not_before=self.clock() + delay,
+            error_reason=err.message,
+            error_code=_code(err),
+            error_http_status=err.http_status,
+        )
+        self._job_log(job).warning(
+            "transient failure; will retry",
+            reason=err.message,
+            retry_in=round(delay, 1),
+            attempt=attempts,
+            state="waiting",
+        )
+
+    def _fail(self, job: dict[str, Any], err: ApiError, reason: str | None = None) -> None:
+        self.ledger.transition(
+            job["id"],
+            Event.FAIL,
+            _err_detail(err),
+            error_reason=reason or err.message,
+            error_code=_code(err),
+            error_http_status=err.http_status,
+        )
+        self._job_log(job).warning(
+            "job failed",
+            reason=reason or err.message,
+            code=_code(err),
+            http_status=err.http_status,
+            task_id=job.get("task_id"),
+            state="failing",
+        )
+        self._spawn_if_idle(job["id"], self._finish_failing(job["id"]))
+
+    async def _poll(self, job_id: int, contended: bool) -> None:
+        job = self.ledger.get(job_id)
+        assert job is not None
+        await self._pace()
+        try:
+            self.counters.polls += 1
+            result = await self.client.query(job["task_id"])
+        except ApiError as err:
+            self._poll_failed(job, err)
+            return
+        finally:
+            self.ledger.add_requests(job_id)
+        self.budget.on_success()
+        now = self.clock()
+        if result.pending:
+            if now - (job["submitted_at"] or now) > self.cfg.api.task_timeout:
+                err = TransientApiError(
+                    message=f"task still processing after"
+                    f" {self.cfg.api.task_timeout:g} s (timeout)",
+                    task_id=job["task_id"],
+                    state=-8,
+                )
+                self._retry_or_fail(job, err)
+                return
+            nxt = self.scheduler.next_poll_at(
+                now, job["folder"], job["submitted_at"] or now, (job["polls"] or 0) + 1, contended
+            )
+            self.ledger.update(job_id, next_poll_at=nxt, polls=(job["polls"] or 0) + 1)
+            return
+        self._finished_task(job, result, now)
+
+    def _finished_task(self, job: dict[str, Any], result: TaskResult, now: float) -> None:
+        log = self._job_log(job)
+        if not result.images:
+            err = TransientApiError(
+                message="task finished without a result image",
+                task_id=result.task_id,
+                state=result.state,
+            )
+            self._retry_or_fail(job, err)
+            return
+        urls = [ref for ref in result.images if ref.startswith(("http://", "https://"))]
+        if len(urls) != len(result.images):
+            self.inline[job["id"]] = result.images
+        submitted = job["submitted_at"] or now
+        self.model.observe(job["folder"], now - submitted)
+        event = Event.SYNC_DONE if job["state"] == State.SUBMITTING else Event.POLL_DONE
+        self.ledger.transition(
+            job["id"],
+            event,
+            {"task_id": result.task_id, "results": len(result.images)},
+            results=urls,
+            task_id=result.task_id or job["task_id"],
+            processed_at=now,
+            not_before=None,
+            polls=(job["polls"] or 0) + (event == Event.POLL_DONE),
+        )
+        log.info(
+            "task finished",
+            task_id=result.task_id or job["task_id"],
+            state="downloading",
+            seconds=round(now - submitted, 2),
+        )
+        self.wake.set()
+
+    def _poll_failed(self, job: dict[str, Any], err: ApiError) -> None:
+        now = self.clock()
+        if isinstance(err, TaskGone):
+            self._retry_or_fail(job, err)
+        elif isinstance(err, PermanentApiError):
+            self._fail(job, err)
+        elif isinstance(err, TransientApiError) and err.state is not None:
+            self._retry_or_fail(job, err)  # the task failed: a new one is needed
+        else:
+            if isinstance(err, RateLimited):
+                self.counters.http_429 += 1
+                self.budget.on_rate_limited(time.monotonic(), err.retry_after)
+            if isinstance(err, AuthError):
+                self._pause(err)
+            delay = backoff_delay(
+                1 + (job["polls"] or 0) // 3,
+                base=self.cfg.api.poll_interval,
+                cap=self.cfg.retry.max_delay,
+                rng=self.rng,
+                retry_after=err.retry_after,
+            )
+            self.ledger.update(job["id"], next_poll_at=now + max(delay, self.cfg.api.poll_interval))
+
+    # -- results and files --------------------------------------------------------------
+
+    async def _download(self, job_id: int) -> None:
+        job = self.ledger.get(job_id)
+        assert job is not None
+        log = self._job_log(job)
+        refs = self.inline.pop(job_id, None) or tuple(decode(job, "results") or ())
+        if not refs:
+            # A restart lost base64 results (never stored) or there were none: ask again.
+            self.ledger.transition(job_id, Event.URL_EXPIRED, next_poll_at=self.clock())
+            return
+        settings = decode(job, "post") or {}
+        try:
+            async with self.downloads:
+                blobs = [
+                    await fetch_result(ref, self.download_policy, client=self.download_client)
+                    for ref in refs
+                ]
+            finished = await asyncio.to_thread(_finish_all, blobs, settings)
+        except DownloadError as exc:
+            if exc.expired and job["task_id"]:
+                self.ledger.transition(
+                    job_id,
+                    Event.URL_EXPIRED,
+                    {"error": str(exc)},
+                    next_poll_at=self.clock(),
+                    results=None,
+                )
+                log.info("result URL expired; querying the task again for a fresh one")
+            elif exc.transient:
+                self._download_retry(job, str(exc))
+            else:
+                self._fail(
+                    job, PermanentApiError(f"result unusable: {exc}", task_id=job["task_id"])
+                )
+            return
+        except (OSError, ValueError) as exc:
+            self._download_retry(job, f"result could not be processed: {exc}")
+            return
+        try:
+            outputs = await asyncio.to_thread(self._write_outputs, job, settings, finished)
+        except OSError as exc:  # ENOSPC and friends: the job waits, nothing is lost
+            self._download_retry(job, f"could not write the outbox: {exc}")
+            return
+        self.ledger.transition(
+            job_id, Event.WRITTEN, {"outputs": outputs}, outputs=outputs, not_before=None
+        )
+        log.info("result written", outputs=[o["path"] for o in outputs], state="finishing")
+        await self._finish_done(job_id)
+
+    def _download_retry(self, job: dict[str, Any], reason: str) -> None:
+        tries = (job["polls"] or 0) + 1
+        delay = backoff_delay(
+            min(tries, 10),
+            base=self.cfg.retry.base_delay,
+            cap=self.cfg.retry.max_delay,
+            rng=self.rng,
+        )
+        self.ledger.update(
+            job["id"],
+            {"error": reason},
+            note="download_retry",
+            not_before=self.clock() + delay,
+            polls=tries,
+            error_reason=reason,
+        )
+        self._job_log(job).warning(
+            "result not saved yet; will retry", reason=reason, retry_in=round(delay, 1)
+        )
+
+    def _write_outputs(
+        self, job: dict[str, Any], settings: dict[str, Any], finished: list[tuple[bytes, str]]
+    ) -> list[dict[str, str]]:
+        """Plan the outbox names in the ledger, then write; a replay finds its own files."""
+        planned = decode(job, "outputs") or []
+        outbox_dir = Path(settings["outbox"])
+        stem = Path(job["name"]).stem
+        rel_dir = os.path.dirname(job.get("rel") or "")
+        written: list[dict[str, str]] = []
+        if len(planned) != len(finished):
+            planned = []
+            original_ext = Path(job["name"]).suffix
+            for index, (data, ext) in enumerate(finished, start=1):
+                if _same_format(ext, original_ext):
+                    ext = original_ext  # keep the user's spelling: "Lamp.JPG" stays ".JPG"
+                name = outbox.render_name(
+                    settings["output"],
+                    stem=stem,
+                    ext=ext,
+                    name=job["name"],
+                    folder=job["folder"],
+                    job=job["id"],
+                    dir=rel_dir,
+                )
+                if index > 1:
+                    name = outbox.with_suffix_number(name, index, sep="-")
+                target = outbox.free_name(outbox_dir, name)
+                planned.append({"path": str(target), "sha256": hashlib.sha256(data).hexdigest()})
+            self.ledger.update(job["id"], outputs=planned)
+        for plan, (data, _) in zip(planned, finished, strict=True):
+            path = outbox.ensure_written(Path(plan["path"]), data, plan["sha256"])
+            written.append({"path": str(path), "sha256": plan["sha256"]})
+        return written
+
+    async def _finish_done(self, job_id: int) -> None:
+        job = self.ledger.get(job_id)
+        assert job is not None
+        settings = decode(job, "post") or {}
+        try:
+            moved = await asyncio.to_thread(_move_originals, job, Path(settings["done"]), None)
+        except OSError as exc:
+            self._job_log(job).warning(
+                "could not move the original to done/; will retry", error=str(exc)
+            )
+            return
+        self.ledger.transition(job_id, Event.MOVED, {"moved_to": moved}, path=moved or job["path"])
+        self._job_log(job).info(
+            "job done",
+            state="done",
+            moved_to=moved,
+            outputs=[o["path"] for o in decode(job, "outputs") or []],
+            requests=job["requests"],
+            attempts=job["attempts"],
+        )
+
+    async def _finish_failing(self, job_id: int) -> None:
+        job = self.ledger.get(job_id)
+        assert job is not None
+        settings = decode(job, "post") or {}
+        info = {
+            "reason": job["error_reason"],
+            "code": job["error_code"],
+            "http_status": job["error_http_status"],
+            "task_id": job["task_id"],
+            "attempts": job["attempts"],
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock())),
+        }
+        try:
+            moved = await asyncio.to_thread(_move_originals, job, Path(settings["failed"]), info)
+        except OSError as exc:
+            self._job_log(job).warning(
+                "could not move the original to failed/; will retry", error=str(exc)
+            )
+            return
+        with contextlib.suppress(IllegalTransition):
+            self.ledger.transition(
+                job_id, Event.MOVED, {"moved_to": moved}, path=moved or job["path"]
+            )
+        self._job_log(job).info(
+            "job failed; original moved to failed/",
+            state="failed",
+            moved_to=moved,
+            reason=job["error_reason"],
+        )
+
+    # -- shutdown -----------------------------------------------------------------------
+
+    async def drain(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """Stop taking work; let requests in flight finish for `grace` seconds, then park."""
+        self.stopping = True
+        if self.running:
+            _, pending = await asyncio.wait(set(self.running), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=2)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        await self.download_client.aclose()
+
+
+def _finish_all(blobs: list[bytes], settings: dict[str, Any]) -> list[tuple[bytes, str]]:
+    aspect = tuple(settings["aspect"]) if settings.get("aspect") else None
+    size = tuple(settings["size"]) if settings.get("size") else None
+    return [
+        finish_result(
+            blob,
+            aspect=aspect,
+            size=size,
+            output_format=settings["output_format"],
+            quality=settings["quality"],
+        )
+        for blob in blobs
+    ]
+
+
+def _move_originals(
+    job: dict[str, Any], dest_dir: Path, error: dict[str, Any] | None
+) -> str | None:
+    """Move the original (and its sidecar mask) out of the inbox. None: nothing to move."""
+    if job.get("keep_original"):
+        return None
+    src = Path(job["path"])
+    moved: str | None = None
+    if os.path.lexists(src) and src.parent != dest_dir:
+        target = (
+            outbox.fail_original(src, dest_dir, error)
+            if error is not None
+            else outbox.move_original(src, dest_dir)
+        )
+        moved = str(target)
+    settings = decode(job, "post") or {}
+    mask = job.get("mask_path")
+    if mask and settings.get("sidecar") and os.path.lexists(mask):
+        outbox.move_original(Path(mask), dest_dir)
+    return moved
+
+
+def _same_format(a: str, b: str) -> bool:
+    jpeg = {".jpg", ".jpeg"}
+    a, b = a.lower(), b.lower()
+    return a == b or (a in jpeg and b in jpeg)
+
+
+def _code(err: ApiError) -> str:
+    if err.state is not None:
+        return f"state {err.state}"
+    if err.http_status is not None:
+        return f"http {err.http_status}"
+    return type(err).__name__
+
+
+def _err_detail(err: ApiError) -> dict[str, Any]:
+    return {
+        "error": err.message,
+        "http_status": err.http_status,
+        "state": err.state,
+        "kind": type(err).__name__,
+    }

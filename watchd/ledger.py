@@ -1,0 +1,368 @@
+"""The ledger: watchd's only source of truth, a SQLite file at `state_dir/watchd.db`.
+
+It owns the schema (sqlite-utils `Migrations`, one function a step), job rows keyed by
+folder + content hash (+ mask hash), the event history, and the `meta` table (schema
+notes, the 401 pause reason). Every state change goes through `transition()`, which applies
+the pure lifecycle table and commits the new state and its event in one transaction
+*before* the caller acts on it. The ledger never touches the network or the folders.
+
+WAL lets `watchd status` read while the daemon writes; synchronous=FULL makes each commit
+durable, so a kill -9 loses nothing that was committed.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+from watchd.lifecycle import IN_FLIGHT, TERMINAL, Event, State, Step, step
+
+Row = dict[str, Any]
+Clock = Callable[[], float]
+
+migrations = Migrations("watchd")
+UNFINISHED = tuple(s for s in State if s not in TERMINAL)
+
+
+@migrations()
+def m001_jobs_events_meta(db: Database) -> None:
+    db["jobs"].create(
+        {
+            "id": int,
+            "folder": str,
+            "key": str,  # folder + sha256 + mask sha256: one job per content, once
+            "path": str,  # where the original is now (inbox, done/ or failed/)
+            "name": str,  # the original's file name as dropped
+            "rel": str,  # its path relative to the inbox (recursive folders)
+            "size": int,
+            "sha256": str,
+            "mask_path": str,
+            "mask_sha256": str,
+            "width": int,
+            "height": int,
+            "upload_sha256": str,  # the bytes actually sent (fit: true changes them)
+            "upload_size": int,
+            "upload_width": int,
+            "upload_height": int,
+            "params": str,  # JSON: the API form fields for this job
+            "post": str,  # JSON: outbox settings captured when the job was made
+            "state": str,
+            "task_id": str,
+            "attempts": int,  # creates started (counted before sending, as arq does)
+            "ambiguous": int,  # creates whose answer was lost (crash or dropped connection)
+            "requests": int,  # API calls spent on this job (creates + queries)
+            "not_before": float,  # earliest next create or download (backoff)
+            "next_poll_at": float,
+            "polls": int,  # polls of the current task
+            "submitted_at": float,
+            "processed_at": float,  # when the current task was seen finished
+            "results": str,  # JSON list of result refs (URLs; base64 is not stored)
+            "outputs": str,  # JSON list of outbox paths, planned before writing
+            "keep_original": int,  # `watchd process`: leave the original where it is
+            "error_reason": str,
+            "error_code": str,
+            "error_http_status": int,
+            "created_at": float,
+            "updated_at": float,
+            "finished_at": float,
+        },
+        pk="id",
+        not_null={"folder", "key", "path", "name", "state"},
+        defaults={"attempts": 0, "ambiguous": 0, "requests": 0, "polls": 0, "keep_original": 0},
+    )
+    db["jobs"].create_index(["key"], unique=True)
+    db["jobs"].create_index(["state", "not_before"])
+    db["jobs"].create_index(["state", "next_poll_at"])
+    db["jobs"].create_index(["folder", "path"])
+    db["events"].create(
+        {
+            "id": int,
+            "job_id": int,
+            "at": float,
+            "event": str,
+            "from_state": str,
+            "to_state": str,
+            "detail": str,
+        },
+        pk="id",
+        foreign_keys=[("job_id", "jobs", "id")],
+    )
+    db["events"].create_index(["job_id"])
+    db["events"].create_index(["at"])
+    db["meta"].create({"key": str, "value": str}, pk="key")
+
+
+SCHEMA_VERSION = len(migrations._migrations)
+
+
+def job_key(folder: str, sha256: str, mask_sha256: str | None = None) -> str:
+    return f"{folder}:{sha256}:{mask_sha256 or ''}"
+
+
+class Ledger:
+    """Job rows, their history and daemon notes, over one sqlite-utils Database."""
+
+    def __init__(self, db: Database, clock: Clock = time.time) -> None:
+        self.db = db
+        self.clock = clock
+        migrations.apply(db)
+
+    @classmethod
+    def open(cls, path: Path, clock: Clock = time.time) -> Ledger:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return cls(Database(conn), clock)
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """One transaction; nested blocks are savepoints (sqlite-utils `atomic`).
+
+        The outermost block begins IMMEDIATE: it takes the write lock before its first read.
+        A deferred transaction that reads a row and then writes fails at once with "database
+        is locked" (SQLITE_BUSY_SNAPSHOT, no busy wait) when another process, `watchd retry`
+        say, committed in between; taking the lock first makes that a wait of busy_timeout.
+        """
+        conn = self.db.conn
+        if conn.in_transaction:
+            with self.db.atomic():
+                yield
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.rollback()
+            raise
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.rollback()
+            raise
+
+    # -- reads --------------------------------------------------------------------------
+
+    def get(self, job_id: int) -> Row | None:
+        rows = list(self.db.query("select * from jobs where id = ?", [job_id]))
+        return rows[0] if rows else None
+
+    def by_key(self, key: str) -> Row | None:
+        rows = list(self.db.query("select * from jobs where key = ?", [key]))
+        return rows[0] if rows else None
+
+    def active_at_path(self, folder: str, path: str) -> Row | None:
+        """The unfinished job whose original is at `path`, if any."""
+        # Unfinished includes failing (not in ACTIVE): its original is still in the inbox, and
+        # a repeated hint must not read it again nor, for a file rejected before hashing,
+        # record a second failing job for it.
+        marks = ",".join("?" * len(UNFINISHED))
+        rows = list(
+            self.db.query(
+                f"select * from jobs where folder = ? and path = ? and state in ({marks})",
+                [folder, path, *UNFINISHED],
+            )
+        )
+        return rows[0] if rows else None
+
+    def in_state(
+        self, *states: State, folder: str | None = None, limit: int | None = None
+    ) -> list[Row]:
+        marks = ",".join("?" * len(states))
+        sql = f"select * from jobs where state in ({marks})"
+        args: list[Any] = [*states]
+        if folder is not None:
+            sql += " and folder = ?"
+            args.append(folder)
+        sql += " order by id"
+        if limit is not None:
+            sql += f" limit {int(limit)}"
+        return list(self.db.query(sql, args))
+
+    def waiting_ready(self, now: float, limit: int = 64) -> list[Row]:
+        """Waiting jobs whose backoff has passed, oldest first."""
+        return list(
+            self.db.query(
+                "select * from jobs where state = 'waiting' and coalesce(not_before, 0) <= ?"
+                " order by id limit ?",
+                [now, limit],
+            )
+        )
+
+    def next_waiting_time(self) -> float | None:
+        rows = list(
+            self.db.query("select min(coalesce(not_before, 0)) t from jobs where state='waiting'")
+        )
+        return rows[0]["t"] if rows else None
+
+    def count_in_flight(self) -> int:
+        marks = ",".join("?" * len(IN_FLIGHT))
+        return self.db.execute(
+            f"select count(*) from jobs where state in ({marks})", [*IN_FLIGHT]
+        ).fetchone()[0]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """{folder: {state: n}}."""
+        out: dict[str, dict[str, int]] = {}
+        for row in self.db.query("select folder, state, count(*) n from jobs group by 1, 2"):
+            out.setdefault(row["folder"], {})[row["state"]] = row["n"]
+        return out
+
+    def events_of(self, job_id: int) -> list[Row]:
+        return list(self.db.query("select * from events where job_id = ? order by id", [job_id]))
+
+    def durations(self, limit: int = 200) -> list[tuple[str, float]]:
+        """(folder, seconds from create to finished) of recent tasks: the polling model learns
+        the processing time from these, so it survives restarts."""
+        rows = self.db.query(
+            "select folder, processed_at - submitted_at d from jobs"
+            " where processed_at is not null and submitted_at is not null"
+            " and processed_at >= submitted_at order by processed_at desc limit ?",
+            [limit],
+        )
+        return [(r["folder"], r["d"]) for r in rows]
+
+    def jobs(
+        self,
+        *,
+        state: str | None = None,
+        folder: str | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+    ) -> list[Row]:
+        sql, args = "select * from jobs where 1=1", []
+        if state:
+            sql += " and state = ?"
+            args.append(state)
+        if folder:
+            sql += " and folder = ?"
+            args.append(folder)
+        if since is not None:
+            sql += " and updated_at >= ?"
+            args.append(since)
+        sql += " order by id desc"
+        if limit:
+            sql += f" limit {int(limit)}"
+        return list(self.db.query(sql, args))
+
+    # -- writes -------------------------------------------------------------------------
+
+    def add_job(self, fields: Mapping[str, Any], *, state: State = State.WAITING) -> int:
+        """Record a new job (and its first event). The caller checks `by_key` first."""
+        return self.add_jobs([fields], state=state)[0]
+
+    def add_jobs(
+        self, batch: Iterable[Mapping[str, Any]], *, state: State = State.WAITING
+    ) -> list[int]:
+        """Record many jobs in one transaction (a 10,000-file drop is a few commits)."""
+        now = self.clock()
+        ids = []
+        with self.atomic():
+            for fields in batch:
+                row = {
+                    **_encode(fields), "state": state.value, "created_at": now, "updated_at": now
+                }
+                job_id = self.db["jobs"].insert(row).last_pk
+                self._event(job_id, "recorded", None, state.value, {"path": fields.get("path")})
+                ids.append(job_id)
+        return ids
+
+    def transition(self, job_id: int, event: Event, detail: Mapping[str, Any] | None = None,
+                   **fields: Any) -> Step:
+        """Apply `event` to the job and commit the new state, the fields and the event together.
+
+        Raises IllegalTransition (and changes nothing) when the job's state does not accept it.
+        """
+        with self.atomic():
+            row = self.get(job_id)
+            if row is None:
+                raise KeyError(f"no job {job_id}")
+            result = step(row["state"], event)
+            now = self.clock()
+            update = {**_encode(fields), "state": result.state.value, "updated_at": now}
+            if result.state in (State.DONE, State.FAILED, State.GONE):
+                update["finished_at"] = now
+            self.db["jobs"].update(job_id, update)
+            self._event(job_id, event.value, row["state"], result.state.value, detail)
+        return result
+
+    def update(self, job_id: int, detail: Mapping[str, Any] | None = None, *,
+               note: str | None = None, **fields: Any) -> None:
+        """Bookkeeping that does not change the state (a backoff, a request counted)."""
+        with self.atomic():
+            self.db["jobs"].update(job_id, {**_encode(fields), "updated_at": self.clock()})
+            if note:
+                self._event(job_id, note, None, None, detail)
+
+    def add_requests(self, job_id: int, n: int = 1) -> None:
+        # In a block of its own (a bare commit() would end a caller's open transaction early).
+        with self.atomic():
+            self.db.execute("update jobs set requests = requests + ? where id = ?", [n, job_id])
+
+    def note(self, job_id: int, event: str, detail: Mapping[str, Any] | None = None) -> None:
+        with self.atomic():
+            self._event(job_id, event, None, None, detail)
+
+    def _event(self, job_id: int, event: str, src: str | None, dst: str | None,
+               detail: Mapping[str, Any] | None) -> None:
+        self.db["events"].insert(
+            {
+                "job_id": job_id,
+                "at": self.clock(),
+                "event": event,
+                "from_state": src,
+                "to_state": dst,
+                "detail": json.dumps(detail, default=str) if detail else None,
+            }
+        )
+
+    # -- meta ---------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        rows = list(self.db.query("select value from meta where key = ?", [key]))
+        return rows[0]["value"] if rows else None
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        with self.atomic():
+            if value is None:
+                self.db.execute("delete from meta where key = ?", [key])
+            else:
+                self.db["meta"].upsert({"key": key, "value": value}, pk="key")
+
+
+_JSON_COLUMNS = ("params", "post", "results", "outputs")
+
+
+def _encode(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON-encode the structured columns; paths become strings."""
+    out: dict[str, Any] = {}
+    for k, v in fields.items():
+        if k in _JSON_COLUMNS and v is not None and not isinstance(v, str):
+            v = json.dumps(v)
+        elif isinstance(v, Path):
+            v = str(v)
+        out[k] = v
+    return out
+
+
+def decode(row: Row, column: str) -> Any:
+    value = row.get(column)
+    return json.loads(value) if value else None
+
+
+def states_sequence(rows: Sequence[Row]) -> list[str]:
+    """The `to_state` chain of a job's events (tests and `jobs --history`)."""
+    return [r["to_state"] for r in rows if r["to_state"]]

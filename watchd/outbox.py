@@ -1,0 +1,173 @@
+"""Files out: results into the outbox, originals into done/ or failed/, error.json.
+
+Owns atomic writes (temporary file in the target folder, fsync, hard link to the final name
+so an existing file is never overwritten, fsync of the folder), numbered names, the output
+name template, and moving originals. Never deletes an original: a move across filesystems is
+a copy made durable first, and the source goes only after that. Never touches the network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+TEMPLATE_FIELDS = ("stem", "ext", "name", "folder", "job", "dir")
+
+
+class TemplateError(ValueError):
+    """An output template that is malformed or would leave the outbox."""
+
+
+def render_name(template: str, **fields: Any) -> str:
+    """The relative outbox path for one result; refuses anything that escapes the outbox."""
+    try:
+        rendered = template.format(**{k: fields.get(k, "") for k in TEMPLATE_FIELDS})
+    except (KeyError, IndexError, ValueError) as exc:
+        raise TemplateError(f"bad output template {template!r}: {exc}") from None
+    parts = [p for p in PurePosixPath(rendered.replace("\\", "/")).parts if p not in ("", ".")]
+    if not parts or rendered.startswith(("/", "~")) or any(p == ".." for p in parts):
+        raise TemplateError(f"output template {template!r} gives {rendered!r}, outside the outbox")
+    if any("\0" in p for p in parts):
+        raise TemplateError("output name contains a NUL byte")
+    return "/".join(parts)
+
+
+def with_suffix_number(name: str, n: int, sep: str = "_") -> str:
+    """'a/b.png', 2 -> 'a/b_2.png' (collisions); extra results use sep '-'."""
+    path = PurePosixPath(name)
+    return str(path.with_name(f"{path.stem}{sep}{n}{path.suffix}"))
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sha256_file(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+def free_name(folder: Path, name: str) -> Path:
+    """`folder/name`, or the first `name_N` that does not exist yet."""
+    candidate, n = folder / name, 1
+    while os.path.lexists(candidate):
+        n += 1
+        candidate = folder / with_suffix_number(name, n)
+    return candidate
+
+
+def write_new(dest: Path, data: bytes) -> Path:
+    """Write `data` durably at `dest`, or at the next free numbered name if `dest` exists.
+
+    Temporary file in the same folder, fsync, then a hard link to the final name (which
+    fails instead of overwriting), then the folder is fsynced. Returns the path written.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.{secrets.token_hex(4)}.part"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o664)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        target, name, n = dest, dest.name, 1
+        while True:
+            try:
+                os.link(tmp, target)
+                break
+            except FileExistsError:
+                n += 1
+                target = dest.parent / with_suffix_number(name, n)
+        fsync_dir(dest.parent)
+        return target
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def ensure_written(planned: Path, data: bytes, sha256: str) -> Path:
+    """Idempotent replay: if `planned` already holds these bytes (a crash after the write),
+    keep it; otherwise write anew (never over somebody else's file)."""
+    if sha256_file(planned) == sha256:
+        return planned
+    return write_new(planned, data)
+
+
+def move_original(src: Path, dest_dir: Path) -> Path:
+    """Move an original into done/ or failed/ under a free name; never overwrites or deletes.
+
+    A symlink is moved as a symlink (its target is never touched).
+    """
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = free_name(dest_dir, src.name)
+    try:
+        os.rename(src, dest)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        _copy_then_unlink(src, dest)
+    fsync_dir(dest_dir)
+    with contextlib.suppress(OSError):
+        fsync_dir(src.parent)
+    return dest
+
+
+def _copy_then_unlink(src: Path, dest: Path) -> None:
+    tmp = dest.parent / f".{dest.name}.{secrets.token_hex(4)}.part"
+    if src.is_symlink():
+        os.symlink(os.readlink(src), tmp)
+    else:
+        shutil.copy2(src, tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+    os.rename(tmp, dest)
+    fsync_dir(dest.parent)
+    os.unlink(src)
+
+
+def error_json_path(failed_original: Path) -> Path:
+    return failed_original.with_name(failed_original.name + ".error.json")
+
+
+def write_error_json(failed_dir: Path, original_name: str, info: Mapping[str, Any]) -> Path:
+    """Write NAME.error.json for the name the original will have in failed/."""
+    failed_dir.mkdir(parents=True, exist_ok=True)
+    dest = failed_dir / (original_name + ".error.json")
+    data = (json.dumps(dict(info), indent=2, ensure_ascii=False) + "\n").encode()
+    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.part")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, dest)  # error.json is ours: replacing an older one of the same job is right
+    fsync_dir(failed_dir)
+    return dest
+
+
+def fail_original(src: Path, failed_dir: Path, info: Mapping[str, Any]) -> Path:
+    """Move an original into failed/ with its NAME.error.json beside it.
+
+    error.json is written first, for the name the original is about to take: a crash between
+    the two leaves the reason in place and the original still in the inbox for the replay.
+    """
+    dest = free_name(failed_dir, src.name)
+    write_error_json(failed_dir, dest.name, info)
+    moved = move_original(src, failed_dir)
+    if moved != dest:  # the name was taken in between: keep the reason beside the original
+        os.replace(error_json_path(dest), error_json_path(moved))
+    return moved

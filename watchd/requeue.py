@@ -1,0 +1,58 @@
+"""`watchd retry`: put a failed job's original back into its inbox for another go.
+
+The original (and its sidecar mask) moves back into the inbox and its error.json goes; the
+job's row notes the request. Intake then takes the file like any other, checks it again
+with the folder's current settings, finds the failed job by its content hash and requeues
+that same job, history and all. So the daemon, running or started later, does the rest,
+and a crash at any point leaves either a failed job or a file in the inbox.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from watchd import outbox
+from watchd.config import Config
+from watchd.ledger import Ledger
+from watchd.lifecycle import State
+
+
+class RequeueError(Exception):
+    """A job that cannot be retried (unknown, not failed, original missing)."""
+
+
+def requeue(cfg: Config, ledger: Ledger, job_id: int) -> Path:
+    """Move job `job_id`'s original back into its inbox; return where it now is."""
+    job = ledger.get(job_id)
+    if job is None:
+        raise RequeueError(f"no job {job_id}")
+    if job["state"] != State.FAILED:
+        raise RequeueError(f"job {job_id} is {job['state']}, not failed")
+    if job["keep_original"]:
+        raise RequeueError(f"job {job_id} came from `watchd process`: run that again")
+    folder = {f.name: f for f in cfg.folders}.get(job["folder"])
+    if folder is None:
+        raise RequeueError(
+            f"job {job_id} belongs to folder {job['folder']!r}, no longer configured"
+        )
+    src = Path(job["path"])
+    inbox = Path(folder.inbox)
+    if src.parent == inbox and os.path.lexists(src):
+        return src  # already back (a second `retry`)
+    if not os.path.lexists(src):
+        raise RequeueError(f"job {job_id}: its original is no longer at {src}")
+    if not inbox.is_dir():
+        raise RequeueError(f"inbox {inbox} of folder {folder.name!r} is missing")
+    dest = outbox.free_name(inbox, src.name)
+    mask = job["mask_path"]
+    if mask and Path(mask).parent == src.parent and os.path.lexists(mask):
+        os.rename(mask, outbox.free_name(inbox, Path(mask).name))
+    os.rename(src, dest)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(outbox.error_json_path(src))
+    ledger.update(
+        job_id, {"by": "watchd retry", "path": str(dest)}, note="retry_requested", path=str(dest)
+    )
+    return dest
