@@ -22,6 +22,7 @@ import yaml
 from PIL import Image
 
 KEY = "e2e-test-key-0123"
+RUNNING: list[DaemonProcess] = []  # reaped by the autouse fixture in conftest.py
 
 
 def image_bytes(size: tuple[int, int], fmt: str = "PNG", seed: int = 0) -> bytes:
@@ -105,7 +106,15 @@ class DaemonProcess:
             stderr=self.log_file,
             env=self.env,
         )
+        RUNNING.append(self)
         return self
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if not self.log_file.closed:
+            self.log_file.close()
 
     def wait_started(self, timeout: float = 20) -> None:
         wait_for(
@@ -130,6 +139,8 @@ class DaemonProcess:
                 self.proc.kill()
                 self.proc.wait()
             self.log_file.close()
+            if self in RUNNING:
+                RUNNING.remove(self)
         return code
 
     def log(self) -> str:

@@ -145,7 +145,7 @@ def start() -> Iterator[Callable[..., Api]]:
 
 
 def test_async_task_goes_queued_processing_done_and_result_is_expanded(start):
-    api = start(processing_time=(0.15, 0.2))
+    api = start(processing_time=(0.25, 0.25))
     source = png(100, 80, (200, 30, 30))
     task_id = api.task_id(source, top=0.5, bottom=0.25, left=0.1, right=0.3)
 
@@ -161,7 +161,8 @@ def test_async_task_goes_queued_processing_done_and_result_is_expanded(start):
         time.sleep(0.01)
 
     states = [s for s, _ in seen]
-    assert states[0] == 0 and 4 in states and states[-1] == 1
+    # The first poll is usually still queued (0); a loaded machine may first see 4.
+    assert states[0] in (0, 4) and 4 in states and states[-1] == 1
     assert states == sorted(states, key=[0, 4, 1].index), "states only move forward"
     progress = [p for _, p in seen]
     assert progress == sorted(progress) and progress[-1] == 100

@@ -26,7 +26,7 @@ from watchd.api import PicWishClient
 from watchd.config import Config, ConfigError, FolderConfig, load_api_key, load_config
 from watchd.engine import Engine
 from watchd.filters import InboxFilter, mask_stem
-from watchd.intake import NeedsMask, Rejected
+from watchd.intake import NeedsMask, Rejected, StillWriting
 from watchd.ledger import Ledger
 from watchd.lifecycle import State
 from watchd.lock import StateLock
@@ -265,6 +265,13 @@ class Daemon:
                 cfg = self.engine.folders.get(folder)
                 if isinstance(outcome, NeedsMask) and cfg is not None:
                     self.mask_waits.setdefault((folder, path), time.time() + cfg.sidecar_wait)
+                elif isinstance(outcome, StillWriting) and folder in self.trackers:
+                    self.log.info(
+                        "file is cut short and still changing; waiting for the rest",
+                        folder=folder,
+                        file=path.name,
+                    )
+                    self.trackers[folder].seen(path, _stat(path), time.time())
                 else:
                     self.mask_waits.pop((folder, path), None)
             except FileNotFoundError:

@@ -46,6 +46,7 @@ from watchd.intake import (
     Outcome,
     Prepared,
     Rejected,
+    StillWriting,
     Unreadable,
     prepare,
     settings_of,
@@ -157,10 +158,9 @@ class Engine:
     def record(
         self, folder: FolderConfig, outcome: Outcome, *, keep_original: bool = False
     ) -> int | None:
-        log = self.log.bind(
-            folder=folder.name, file=outcome.path.name if hasattr(outcome, "path") else None
-        )
-        if isinstance(outcome, NeedsMask):
+        name = outcome.fields["name"] if isinstance(outcome, Prepared) else outcome.path.name
+        log = self.log.bind(folder=folder.name, file=name)
+        if isinstance(outcome, NeedsMask | StillWriting):
             return None
         if isinstance(outcome, Unreadable):
             log.warning("file left in the inbox: watchd may not read it", reason=outcome.reason)
@@ -220,8 +220,9 @@ class Engine:
             return job_id
         # The same bytes twice in one folder: never paid for twice.
         if not keep_original:
-            moved = outbox.move_original(Path(path), Path(fields["post"]["done"]))
-            self.ledger.note(job_id, "duplicate", {"path": path, "moved_to": str(moved)})
+            duplicate = {**fields, "id": job_id, "keep_original": 0}
+            moved = _move_originals(duplicate, Path(fields["post"]["done"]), None)
+            self.ledger.note(job_id, "duplicate", {"path": path, "moved_to": moved})
         log.info("duplicate of an existing job: not sent again", duplicate=path)
         return job_id
 

@@ -27,6 +27,7 @@ from watchd.preflight import (
     check_mask,
     check_upload_limits,
     inspect_image,
+    inspect_mask,
     read_regular_file,
 )
 
@@ -64,6 +65,14 @@ class NeedsMask:
 
 
 @dataclass(frozen=True)
+class StillWriting:
+    """Cut short and modified moments ago: most likely a copy still in progress (a slow
+    share can pause longer than `settle`). Settle it again instead of failing it."""
+
+    path: Path
+
+
+@dataclass(frozen=True)
 class Unreadable:
     """A file watchd may not read: it stays where it is (logged)."""
 
@@ -71,7 +80,9 @@ class Unreadable:
     reason: str
 
 
-Outcome = Prepared | Rejected | NeedsMask | Unreadable
+Outcome = Prepared | Rejected | NeedsMask | StillWriting | Unreadable
+
+RECENT_WRITE = 10.0  # seconds: a truncated file younger than this may still be arriving
 
 
 @dataclass(frozen=True)
@@ -128,6 +139,8 @@ def prepare(folder: FolderConfig, path: Path, *, now: float | None = None) -> Ou
             mask_bytes = read_regular_file(mask_path)
         fields = _check_and_describe(folder, path, original, mask_path, mask_bytes)
     except PreflightError as exc:
+        if exc.code == "truncated" and now - original.mtime_ns / 1e9 < RECENT_WRITE:
+            return StillWriting(path)
         return Rejected(exc.code, exc.reason, path, original.sha256, original.size, mask_path)
     return Prepared(fields)
 
@@ -145,7 +158,7 @@ def _check_and_describe(
     upload_info = info if upload == original.data else inspect_image(upload)
     check_upload_limits(upload_info, len(upload))
     if mask is not None:
-        check_mask(inspect_image(mask), upload_info)
+        check_mask(inspect_mask(mask), upload_info)
     params: dict[str, Any] = {}
     if mask is None:
         if folder.target is not None:

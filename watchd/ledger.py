@@ -360,6 +360,8 @@ def _encode(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 def decode(row: Row, column: str) -> Any:
     value = row.get(column)
+    if value is not None and not isinstance(value, str):
+        return value  # already decoded (a row built in memory)
     return json.loads(value) if value else None
 
 

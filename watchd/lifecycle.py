@@ -11,7 +11,7 @@ replays them), and the README's diagram is drawn from this same table (`mermaid(
        │      create_lost/unsent/retry          poll_pending ⟲              written
        └───────────────────┘                                                 ▼
                                                    done ◀──moved── finishing
-    any active state ──fail──▶ failing ──moved──▶ failed ──requeue──▶ waiting
+    any active state but finishing ──fail──▶ failing ──moved──▶ failed ──requeue──▶ waiting
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import shutil
+import string
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -29,11 +30,28 @@ class TemplateError(ValueError):
 def render_name(template: str, **fields: Any) -> str:
     """The relative outbox path for one result; refuses anything that escapes the outbox."""
     try:
-        rendered = template.format(**{k: fields.get(k, "") for k in TEMPLATE_FIELDS})
-    except (KeyError, IndexError, ValueError) as exc:
+        # Plain field names only: `{stem.x}` or `{stem[a]}` would otherwise reach attribute
+        # and index lookups and fail with AttributeError or TypeError, not a TemplateError.
+        for _, field, _, _ in string.Formatter().parse(template):
+            if field is not None and field not in TEMPLATE_FIELDS:
+                known = ", ".join(f"{{{f}}}" for f in TEMPLATE_FIELDS)
+                raise TemplateError(
+                    f"bad output template {template!r}: unknown field {{{field}}} (use {known})"
+                )
+        values = {k: str(fields.get(k, "")) for k in TEMPLATE_FIELDS}
+        rendered = template.format(**values)
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
+        if isinstance(exc, TemplateError):
+            raise
         raise TemplateError(f"bad output template {template!r}: {exc}") from None
-    parts = [p for p in PurePosixPath(rendered.replace("\\", "/")).parts if p not in ("", ".")]
-    if not parts or rendered.startswith(("/", "~")) or any(p == ".." for p in parts):
+    parts = [p for p in rendered.replace("\\", "/").split("/") if p not in ("", ".")]
+    # Absolute only by the template's own text or by a field that is itself absolute: the "/"
+    # an empty `{dir}` leaves in front ("{dir}/{stem}{ext}" for a file at the top of the
+    # inbox) is no escape, and a rendered name is always joined under the outbox.
+    absolute = template.startswith(("/", "\\", "~")) or any(
+        v.startswith(("/", "\\")) for v in values.values()
+    )
+    if not parts or absolute or ".." in parts:
         raise TemplateError(f"output template {template!r} gives {rendered!r}, outside the outbox")
     if any("\0" in p for p in parts):
         raise TemplateError("output name contains a NUL byte")
@@ -78,7 +96,7 @@ def write_new(dest: Path, data: bytes) -> Path:
     fails instead of overwriting), then the folder is fsynced. Returns the path written.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{dest.name}.{secrets.token_hex(4)}.part"
+    tmp = _temp_name(dest)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o664)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -98,6 +116,13 @@ def write_new(dest: Path, data: bytes) -> Path:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def _temp_name(dest: Path) -> Path:
+    """A hidden `.NAME.RANDOM.part` beside `dest`, NAME cut short: a final name close to the
+    255-byte limit must not fail only because its temporary name is longer (32 characters are
+    at most 128 bytes of UTF-8)."""
+    return dest.parent / f".{dest.name[:32]}.{secrets.token_hex(4)}.part"
 
 
 def ensure_written(planned: Path, data: bytes, sha256: str) -> Path:
@@ -128,7 +153,7 @@ def move_original(src: Path, dest_dir: Path) -> Path:
 
 
 def _copy_then_unlink(src: Path, dest: Path) -> None:
-    tmp = dest.parent / f".{dest.name}.{secrets.token_hex(4)}.part"
+    tmp = _temp_name(dest)
     if src.is_symlink():
         os.symlink(os.readlink(src), tmp)
     else:
@@ -149,7 +174,7 @@ def write_error_json(failed_dir: Path, original_name: str, info: Mapping[str, An
     failed_dir.mkdir(parents=True, exist_ok=True)
     dest = failed_dir / (original_name + ".error.json")
     data = (json.dumps(dict(info), indent=2, ensure_ascii=False) + "\n").encode()
-    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.part")
+    tmp = _temp_name(dest)
     with open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()

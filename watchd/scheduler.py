@@ -45,6 +45,11 @@ class Task:
     last_poll_at: float | None = None
 
 
+def _last_contact(task: Task) -> float:
+    """The task's last poll, else its create (`is None`: a poll at 0.0 is still a poll)."""
+    return task.submitted_at if task.last_poll_at is None else task.last_poll_at
+
+
 class Kind(StrEnum):
     CREATE = "create"
     POLL = "poll"
@@ -90,7 +95,10 @@ class Scheduler:
         self.poll_interval = poll_interval
         self.model = model
         self._polls_in_a_row = 0
-        self._last_create: dict[str, float] = {}
+        # When each folder last got a create, as a serial number rather than `now`: two picks
+        # at the same instant (a coarse clock, a test) must still take turns.
+        self._served = 0
+        self._last_create: dict[str, int] = {}
 
     def pick(
         self,
@@ -107,15 +115,13 @@ class Scheduler:
             self._polls_in_a_row += 1
             return Decision(Kind.POLL, task.job_id, task.folder)
         if can_create:
-            chosen = min(
-                candidates, key=lambda c: (self._last_create.get(c.folder, -1.0), c.job_id)
-            )
-            self._last_create[chosen.folder] = now
+            chosen = min(candidates, key=lambda c: (self._last_create.get(c.folder, 0), c.job_id))
+            self._served += 1
+            self._last_create[chosen.folder] = self._served
             self._polls_in_a_row = 0
             return Decision(Kind.CREATE, chosen.job_id, chosen.folder)
         if not contended:
-            interval = self.poll_interval
-            eager = [t for t in tasks if (t.last_poll_at or t.submitted_at) + interval <= now]
+            eager = [t for t in tasks if _last_contact(t) + self.poll_interval <= now]
             if eager:
                 task = min(eager, key=lambda t: (t.next_poll_at, t.job_id))
                 return Decision(Kind.POLL, task.job_id, task.folder)
@@ -125,7 +131,7 @@ class Scheduler:
         """When a poll next becomes useful, if nothing else happens first."""
         times = [t.next_poll_at for t in tasks]
         if not contended:
-            times += [(t.last_poll_at or t.submitted_at) + self.poll_interval for t in tasks]
+            times += [_last_contact(t) + self.poll_interval for t in tasks]
         return min(times) if times else None
 
     def next_poll_at(

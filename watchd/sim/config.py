@@ -1,18 +1,17 @@
 """The simulator's knobs (`SimConfig`) and what it remembers of each upload (`UploadRecord`).
 
-Owns: the values, their validation and their JSON form (for `/_sim/config`, `/_sim/uploads`
-and the command line). Must never: import the rest of watchd, do I/O, or hold live state.
+Owns: the values, their validation and their JSON form (for `/_sim/config` and
+`/_sim/uploads`). Must never: import the rest of watchd, do I/O, or hold live state.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SimConfig", "UploadRecord", "config_from_json", "config_to_json"]
+__all__ = ["SimConfig", "UploadRecord", "config_to_json"]
 
 # Knobs that are fractions of requests or tasks; each must lie in [0, 1].
 _FRACTIONS = ("fail_500", "drop", "lose_create", "slow")
@@ -105,15 +104,3 @@ def config_to_json(cfg: SimConfig) -> dict[str, Any]:
     out["task_fail"] = {str(k): v for k, v in cfg.task_fail.items()}
     out["fail_prompt"] = dict(cfg.fail_prompt)
     return out
-
-
-def config_from_json(base: SimConfig, knobs: Mapping[str, Any]) -> SimConfig:
-    """`base` with `knobs` applied; raises ValueError naming an unknown or invalid knob."""
-    names = {f.name for f in dataclasses.fields(SimConfig)}
-    unknown = sorted(set(knobs) - names)
-    if unknown:
-        raise ValueError(f"unknown knob(s): {', '.join(unknown)}")
-    try:
-        return dataclasses.replace(base, **knobs)
-    except (TypeError, AttributeError) as exc:  # e.g. a string where a number belongs
-        raise ValueError(str(exc)) from exc

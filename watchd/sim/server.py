@@ -38,7 +38,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from watchd.sim.config import SimConfig, UploadRecord, config_from_json, config_to_json
+from watchd.sim.config import SimConfig, UploadRecord, config_to_json
 from watchd.sim.images import ImageInfo, inspect_image, render_result
 from watchd.sim.multipart import FormError, parse_form
 from watchd.sim.tasks import (
@@ -464,12 +464,8 @@ class Simulator:
                 knobs = json.loads(handler.read_body() or b"{}")
                 if not isinstance(knobs, dict):
                     raise ValueError("body must be a JSON object of knobs")
-                with self._lock:
-                    new = config_from_json(self._config, knobs)
-                    if "seed" in knobs:
-                        self._rng.seed(new.seed)
-                    self._config = new
-            except ValueError as exc:  # json.JSONDecodeError is a ValueError too
+                new = self.update(**knobs)
+            except (TypeError, ValueError) as exc:  # unknown knob, wrong type, out of range
                 handler.send_json(400, {"error": str(exc)})
             else:
                 handler.send_json(200, config_to_json(new))
