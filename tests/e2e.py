@@ -91,8 +91,11 @@ def write_config(
 class DaemonProcess:
     """`python -m watchd run` as a child process, logs in a file."""
 
-    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, config: Path, env: dict[str, str] | None = None, wrap: list[str] | None = None
+    ) -> None:
         self.config = config
+        self.wrap = wrap or []  # e.g. ["unshare", "-m", "sh", "-c", "... exec \"$@\"", "sh"]
         self.log_path = config.parent / f"daemon-{time.monotonic_ns()}.log"
         self.env = {**os.environ, "WATCHD_API_KEY": KEY, **(env or {})}
         self.env.pop("NOTIFY_SOCKET", None) if "NOTIFY_SOCKET" not in (env or {}) else None
@@ -101,7 +104,7 @@ class DaemonProcess:
     def start(self) -> DaemonProcess:
         self.log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "watchd", "run", "-c", str(self.config)],
+            [*self.wrap, sys.executable, "-m", "watchd", "run", "-c", str(self.config)],
             stdout=self.log_file,
             stderr=self.log_file,
             env=self.env,

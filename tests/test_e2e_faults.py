@@ -186,3 +186,47 @@ def test_hostile_and_broken_inputs_fail_before_paying(tmp_path: Path) -> None:
         ]
     finally:
         sim.stop()
+
+
+def _can_unshare() -> bool:
+    import subprocess
+
+    probe = subprocess.run(["unshare", "-rm", "true"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_unshare(), reason="needs unshare -rm (user and mount namespaces)")
+def test_a_full_outbox_disk_makes_the_job_wait_and_loses_nothing(tmp_path: Path) -> None:
+    """ENOSPC without root: the daemon runs in its own mount namespace whose outbox is a
+    tiny tmpfs, filled up; once room is made, the waiting job finishes."""
+    sim = Simulator(SimConfig(qps=30, processing_time=(0.1, 0.2), seed=8)).start()
+    try:
+        cfg = write_config(
+            tmp_path,
+            sim.base_url,
+            retry={"max_attempts": 5, "base_delay": 0.2, "max_delay": 0.5},
+            folders=[{"name": "f"}],
+        )
+        outbox = tmp_path / "f/outbox"
+        script = (
+            f"mount -t tmpfs -o size=128k tmpfs '{outbox}'"
+            f" && head -c 120k /dev/zero > '{outbox}/filler' && exec \"$@\""
+        )
+        daemon = DaemonProcess(cfg, wrap=["unshare", "-rm", "sh", "-c", script, "sh"]).start()
+        daemon.wait_started()
+        noise = Image.frombytes("RGB", (160, 120), os.urandom(160 * 120 * 3))
+        buf = BytesIO()
+        noise.save(buf, "PNG")
+        (tmp_path / "f/inbox/big.png").write_bytes(buf.getvalue())
+        wait_for(lambda: "could not write the outbox" in daemon.log(), 30, "an ENOSPC")
+        assert (tmp_path / "f/inbox/big.png").exists()  # nothing lost, nothing moved
+        assert ledger_states(tmp_path) == {"downloading": 1}
+        # Make room, seen from inside the daemon's mount namespace.
+        inside = Path(f"/proc/{daemon.proc.pid}/root") / str(outbox).lstrip("/")
+        (inside / "filler").unlink()
+        wait_for(lambda: files(tmp_path / "f/done") == ["big.png"], 30, "done once there is room")
+        assert sorted(p.name for p in inside.iterdir()) == ["big.png"]  # no temp file left
+        assert daemon.stop() == 0
+        assert sim.stats["tasks_created"] == 1
+    finally:
+        sim.stop()

@@ -324,9 +324,7 @@ def test_the_event_history_reads_as_the_state_chain(ledger: Ledger):
     assert ledger.events_of(job_id)[-1]["event"] == "duplicate"
 
 
-def test_update_with_a_note_writes_an_event_and_keeps_the_state(
-    ledger: Ledger, clock: FakeClock
-):
+def test_update_with_a_note_writes_an_event_and_keeps_the_state(ledger: Ledger, clock: FakeClock):
     job_id = ledger.add_job(fields())
     clock.now += 5
     ledger.update(job_id, {"from": "/in/a", "to": "/in/b"}, note="renamed", path="/in/b")

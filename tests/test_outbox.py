@@ -64,6 +64,10 @@ def test_render_name_fills_every_field():
     assert name == "f/7-photo-photo.jpg.jpg"
 
 
+def test_render_name_honours_format_specs_of_the_values_given():
+    assert render_name("{job:04d}-{stem}{ext}", **FIELDS) == "0007-photo.jpg"
+
+
 def test_render_name_keeps_sub_directories_from_dir():
     assert render_name("{dir}/{stem}{ext}", **{**FIELDS, "dir": "2024/june"}) == (
         "2024/june/photo.jpg"
@@ -269,8 +273,14 @@ def test_fail_original_writes_the_reason_beside_the_moved_original(tmp_path: Pat
     src = inbox / "a.png"
     src.write_bytes(b"original")
     failed = tmp_path / "failed"
-    info = {"reason": "too large", "code": "too_large", "http_status": None, "task_id": None,
-            "attempts": 0, "at": "2026-01-01T00:00:00Z"}
+    info = {
+        "reason": "too large",
+        "code": "too_large",
+        "http_status": None,
+        "task_id": None,
+        "attempts": 0,
+        "at": "2026-01-01T00:00:00Z",
+    }
     moved = fail_original(src, failed, info)
     assert moved == failed / "a.png"
     assert json.loads((failed / "a.png.error.json").read_text()) == info

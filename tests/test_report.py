@@ -113,8 +113,16 @@ def test_the_error_shows_only_for_failing_and_failed_jobs(ledger: Ledger, events
 
 def test_a_row_without_a_creation_time_has_age_zero():
     row = {
-        "id": 1, "folder": "f", "name": "a", "path": "/a", "state": "waiting", "attempts": 0,
-        "requests": 0, "task_id": None, "created_at": None, "updated_at": None,
+        "id": 1,
+        "folder": "f",
+        "name": "a",
+        "path": "/a",
+        "state": "waiting",
+        "attempts": 0,
+        "requests": 0,
+        "task_id": None,
+        "created_at": None,
+        "updated_at": None,
         "error_reason": None,
     }
     view = job_view(row, now=NOW)

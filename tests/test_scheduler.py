@@ -32,8 +32,13 @@ def scheduler(
     )
 
 
-def task(job_id: int, next_poll_at: float, folder: str = "a", submitted_at: float = 0.0,
-         last_poll_at: float | None = None) -> Task:
+def task(
+    job_id: int,
+    next_poll_at: float,
+    folder: str = "a",
+    submitted_at: float = 0.0,
+    last_poll_at: float | None = None,
+) -> Task:
     return Task(job_id, folder, submitted_at, next_poll_at, last_poll_at)
 
 

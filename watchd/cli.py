@@ -185,7 +185,8 @@ def status(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
     )
     if data["paused"]:
         out.print(f"[bold red]submissions PAUSED:[/] {data['paused']}")
-    states = [
+    # Only the states that hold jobs, so the table fits a terminal (or a pipe's 80 columns).
+    order = [
         "waiting",
         "submitting",
         "processing",
@@ -196,9 +197,14 @@ def status(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
         "failed",
         "gone",
     ]
-    table = Table("folder", *states, title="jobs")
+    used = [s for s in order if any(c.get(s) for c in data["folders"].values())] or ["waiting"]
+    table = Table(title="jobs")
+    width = max([6, *map(len, data["folders"])])
+    table.add_column("folder", no_wrap=True, min_width=width)
+    for state in used:
+        table.add_column(state, justify="right", no_wrap=True)
     for folder, counts in data["folders"].items():
-        table.add_row(folder, *[str(counts.get(s, 0)) for s in states])
+        table.add_row(folder, *[str(counts.get(s, 0)) for s in used])
     out.print(table)
     hour = data["last_hour"]
     rpt = hour["requests_per_task"]
@@ -314,7 +320,9 @@ def retry(
     if not job_ids and not all_failed:
         raise Fatal("name job ids, or use --failed")
     if folder and folder not in {f.name for f in cfg.folders}:
-        raise Fatal(f"unknown folder {folder!r}")
+        raise Fatal(
+            f"unknown folder {folder!r}; configured: {', '.join(f.name for f in cfg.folders)}"
+        )
     ledger = _open_ledger(cfg)
     if ledger is None:
         raise Fatal(f"no ledger at {cfg.state_dir}: nothing has run yet")
@@ -402,7 +410,10 @@ def demo(keep: bool, workdir: Path | None) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        cli.main(args=argv, prog_name="watchd", standalone_mode=False)
+        # Outside standalone mode click returns the code of an Exit instead of raising it.
+        code = cli.main(args=argv, prog_name="watchd", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.UsageError as exc:

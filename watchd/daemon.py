@@ -36,6 +36,7 @@ from watchd.watch import Watcher, WatchSpec
 
 INTAKE_WORKERS = 2
 STATUS_EVERY = 5.0
+PAUSE_REMINDER = 600.0  # seconds between reminders that submissions are paused on a 401
 IDLE_WAKE = 30.0  # longest sleep with nothing to do (a retry from `watchd retry` is seen by then)
 
 
@@ -193,6 +194,7 @@ class Daemon:
             if mono >= next_tick:
                 next_tick = mono + self.watcher.tick()
                 self._check_key_change()
+                self._remind_paused(mono)
             if self.until is not None and self.until(self.engine.ledger):
                 return
             if mono - last_status >= STATUS_EVERY:
@@ -201,7 +203,8 @@ class Daemon:
             self.notifier.watchdog()
             sleep = min(sleep, max(0.0, next_tick - mono), IDLE_WAKE, self._next_settle(now))
             if self.notifier.watchdog_interval:
-                sleep = min(sleep, self.notifier.watchdog_interval)
+                # Ping at a third of WATCHDOG_USEC (the interval is half): margin for a slow turn.
+                sleep = min(sleep, self.notifier.watchdog_interval * 2 / 3)
             self.engine.wake.clear()
             if sleep > 0 and not self.hints:
                 with contextlib.suppress(TimeoutError):
@@ -348,6 +351,19 @@ class Daemon:
         self.engine.resume("config reloaded")
         self.log.info("config reloaded", folders=[f.name for f in cfg.folders], qps=cfg.api.qps)
         self.notifier.ready(self._status_line())
+
+    def _remind_paused(self, mono: float) -> None:
+        """While a 401 pause lasts, say so again now and then (not on every turn)."""
+        if not self.engine.paused:
+            self.paused_reminded = 0.0
+            return
+        if mono - getattr(self, "paused_reminded", 0.0) >= PAUSE_REMINDER:
+            if getattr(self, "paused_reminded", 0.0):
+                self.log.error(
+                    "submissions still paused: the API refuses the key (HTTP 401)",
+                    reason=self.engine.paused,
+                )
+            self.paused_reminded = mono
 
     def _key_stamp(self) -> Any:
         path = self.cfg.api.key_file

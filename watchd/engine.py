@@ -703,7 +703,8 @@ class Engine:
             self._download_retry(job, f"result could not be processed: {exc}")
             return
         try:
-            outputs = await asyncio.to_thread(self._write_outputs, job, settings, finished)
+            planned = self._plan_outputs(job, settings, finished)
+            outputs = await asyncio.to_thread(_write_planned, planned, finished)
         except OSError as exc:  # ENOSPC and friends: the job waits, nothing is lost
             self._download_retry(job, f"could not write the outbox: {exc}")
             return
@@ -733,15 +734,15 @@ class Engine:
             "result not saved yet; will retry", reason=reason, retry_in=round(delay, 1)
         )
 
-    def _write_outputs(
+    def _plan_outputs(
         self, job: dict[str, Any], settings: dict[str, Any], finished: list[tuple[bytes, str]]
     ) -> list[dict[str, str]]:
-        """Plan the outbox names in the ledger, then write; a replay finds its own files."""
+        """The outbox names (and content hashes), committed to the ledger before writing, so
+        a replay after a crash recognises its own files instead of writing them twice."""
         planned = decode(job, "outputs") or []
         outbox_dir = Path(settings["outbox"])
         stem = Path(job["name"]).stem
         rel_dir = os.path.dirname(job.get("rel") or "")
-        written: list[dict[str, str]] = []
         if len(planned) != len(finished):
             planned = []
             original_ext = Path(job["name"]).suffix
@@ -762,10 +763,7 @@ class Engine:
                 target = outbox.free_name(outbox_dir, name)
                 planned.append({"path": str(target), "sha256": hashlib.sha256(data).hexdigest()})
             self.ledger.update(job["id"], outputs=planned)
-        for plan, (data, _) in zip(planned, finished, strict=True):
-            path = outbox.ensure_written(Path(plan["path"]), data, plan["sha256"])
-            written.append({"path": str(path), "sha256": plan["sha256"]})
-        return written
+        return planned
 
     async def _finish_done(self, job_id: int) -> None:
         job = self.ledger.get(job_id)
@@ -833,6 +831,17 @@ class Engine:
     async def aclose(self) -> None:
         await self.client.aclose()
         await self.download_client.aclose()
+
+
+def _write_planned(
+    planned: list[dict[str, str]], finished: list[tuple[bytes, str]]
+) -> list[dict[str, str]]:
+    """Write each result at its planned name (a worker thread: no ledger access here)."""
+    written = []
+    for plan, (data, _) in zip(planned, finished, strict=True):
+        path = outbox.ensure_written(Path(plan["path"]), data, plan["sha256"])
+        written.append({"path": str(path), "sha256": plan["sha256"]})
+    return written
 
 
 def _finish_all(blobs: list[bytes], settings: dict[str, Any]) -> list[tuple[bytes, str]]:

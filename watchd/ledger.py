@@ -118,7 +118,7 @@ class Ledger:
     @classmethod
     def open(cls, path: Path, clock: Clock = time.time) -> Ledger:
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
+        conn = sqlite3.connect(str(path), timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
@@ -273,15 +273,19 @@ class Ledger:
         with self.atomic():
             for fields in batch:
                 row = {
-                    **_encode(fields), "state": state.value, "created_at": now, "updated_at": now
+                    **_encode(fields),
+                    "state": state.value,
+                    "created_at": now,
+                    "updated_at": now,
                 }
                 job_id = self.db["jobs"].insert(row).last_pk
                 self._event(job_id, "recorded", None, state.value, {"path": fields.get("path")})
                 ids.append(job_id)
         return ids
 
-    def transition(self, job_id: int, event: Event, detail: Mapping[str, Any] | None = None,
-                   **fields: Any) -> Step:
+    def transition(
+        self, job_id: int, event: Event, detail: Mapping[str, Any] | None = None, **fields: Any
+    ) -> Step:
         """Apply `event` to the job and commit the new state, the fields and the event together.
 
         Raises IllegalTransition (and changes nothing) when the job's state does not accept it.
@@ -299,8 +303,14 @@ class Ledger:
             self._event(job_id, event.value, row["state"], result.state.value, detail)
         return result
 
-    def update(self, job_id: int, detail: Mapping[str, Any] | None = None, *,
-               note: str | None = None, **fields: Any) -> None:
+    def update(
+        self,
+        job_id: int,
+        detail: Mapping[str, Any] | None = None,
+        *,
+        note: str | None = None,
+        **fields: Any,
+    ) -> None:
         """Bookkeeping that does not change the state (a backoff, a request counted)."""
         with self.atomic():
             self.db["jobs"].update(job_id, {**_encode(fields), "updated_at": self.clock()})
@@ -316,8 +326,14 @@ class Ledger:
         with self.atomic():
             self._event(job_id, event, None, None, detail)
 
-    def _event(self, job_id: int, event: str, src: str | None, dst: str | None,
-               detail: Mapping[str, Any] | None) -> None:
+    def _event(
+        self,
+        job_id: int,
+        event: str,
+        src: str | None,
+        dst: str | None,
+        detail: Mapping[str, Any] | None,
+    ) -> None:
         self.db["events"].insert(
             {
                 "job_id": job_id,

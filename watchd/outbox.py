@@ -38,7 +38,7 @@ def render_name(template: str, **fields: Any) -> str:
                 raise TemplateError(
                     f"bad output template {template!r}: unknown field {{{field}}} (use {known})"
                 )
-        values = {k: str(fields.get(k, "")) for k in TEMPLATE_FIELDS}
+        values = {k: fields.get(k, "") for k in TEMPLATE_FIELDS}
         rendered = template.format(**values)
     except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
         if isinstance(exc, TemplateError):
@@ -49,7 +49,7 @@ def render_name(template: str, **fields: Any) -> str:
     # an empty `{dir}` leaves in front ("{dir}/{stem}{ext}" for a file at the top of the
     # inbox) is no escape, and a rendered name is always joined under the outbox.
     absolute = template.startswith(("/", "\\", "~")) or any(
-        v.startswith(("/", "\\")) for v in values.values()
+        str(v).startswith(("/", "\\")) for v in values.values()
     )
     if not parts or absolute or ".." in parts:
         raise TemplateError(f"output template {template!r} gives {rendered!r}, outside the outbox")
