@@ -196,6 +196,7 @@ def test_the_same_bytes_twice_make_one_job_and_one_api_call(tmp_path, sim) -> No
 
     async def again() -> None:
         await engine2.take("f", second)
+        engine2.flush()
         await engine2.aclose()
 
     asyncio.run(again())

@@ -76,10 +76,23 @@ def test_migrations_apply_once_and_are_recorded():
     Ledger(db)
     Ledger(db)  # a second open must not run m001 again (it would fail: the tables exist)
     rows = list(db.query("select migration_set, name from _sqlite_migrations"))
-    assert rows == [{"migration_set": "watchd", "name": "m001_jobs_events_meta"}]
+    assert [r["name"] for r in rows] == [m.name for m in migrations._migrations]
+    assert rows[0] == {"migration_set": "watchd", "name": "m001_jobs_events_meta"}
     assert len(rows) == SCHEMA_VERSION
     assert migrations.pending(db) == []
     assert {"jobs", "events", "meta"} <= set(db.table_names())
+
+
+def test_a_ledger_made_by_the_first_schema_is_migrated_forward(tmp_path: Path):
+    """An older ledger gains the new columns; its jobs are kept."""
+    path = tmp_path / "watchd.db"
+    db = Database(path)
+    migrations.apply(db, stop_before="m002_jobs_polled_at_download_tries")
+    db["jobs"].insert({"folder": "f", "key": "k", "path": "/p", "name": "p", "state": "waiting"})
+    db.close()
+    ledger = Ledger.open(path)
+    row = ledger.by_key("k")
+    assert row is not None and row["polled_at"] is None and row["download_tries"] == 0
 
 
 def test_reopening_a_file_keeps_the_jobs(tmp_path: Path):
@@ -89,7 +102,8 @@ def test_reopening_a_file_keeps_the_jobs(tmp_path: Path):
     first.close()
     again = Ledger.open(path)
     assert state_of(again, job_id) == "waiting"
-    assert again.db.execute("select count(*) from _sqlite_migrations").fetchone()[0] == 1
+    count = again.db.execute("select count(*) from _sqlite_migrations").fetchone()[0]
+    assert count == SCHEMA_VERSION  # not applied twice
     again.close()
 
 

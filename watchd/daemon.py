@@ -281,7 +281,7 @@ class Daemon:
                 self.mask_waits.pop((folder, path), None)
             except Exception as exc:  # a file must never stop the daemon; it is retried
                 self.log.error(
-                    "intake failed; the file stays in the inbox and is retried",
+                    "intake failed; the file stays in the inbox and is retried at the next scan",
                     folder=folder,
                     file=path.name,
                     error=repr(exc),

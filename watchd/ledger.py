@@ -100,6 +100,15 @@ def m001_jobs_events_meta(db: Database) -> None:
     db["meta"].create({"key": str, "value": str}, pk="key")
 
 
+@migrations()
+def m002_jobs_polled_at_download_tries(db: Database) -> None:
+    """polled_at: when the current task was last polled (eager polling waits
+    `poll_interval` from the last poll, not from the create); download_tries: failed
+    attempts to save the current result (bounded by retry.max_attempts)."""
+    db["jobs"].add_column("polled_at", float)
+    db["jobs"].add_column("download_tries", int, not_null_default=0)
+
+
 SCHEMA_VERSION = len(migrations._migrations)
 
 
