@@ -204,3 +204,32 @@ def test_the_same_bytes_twice_make_one_job_and_one_api_call(tmp_path, sim) -> No
     assert sim.stats["tasks_created"] == 1
     assert sorted(files(tmp_path / "f/done")) == ["copy of one.png", "one.png"]
     assert "duplicate" in events(engine)
+
+
+def test_a_file_renamed_while_waiting_keeps_its_job_and_a_vanished_one_costs_nothing(
+    tmp_path, sim
+) -> None:
+    engine = make_engine(tmp_path, sim)
+    engine.paused = "held for the test"  # nothing is submitted while we move files around
+    a, b = tmp_path / "f/inbox/a.png", tmp_path / "f/inbox/b.png"
+    drop(a, seed=20)
+    drop(b, seed=21)
+
+    async def scenario() -> None:
+        await engine.take("f", a)
+        await engine.take("f", b)
+        engine.flush()
+        renamed = tmp_path / "f/inbox/a renamed.png"
+        a.rename(renamed)
+        b.unlink()
+        await engine.take("f", renamed)  # the watcher's hint for the new name
+        engine.flush()
+        engine.resume("test")
+        await run_until(engine, lambda: all_terminal(engine))
+
+    asyncio.run(scenario())
+    jobs = {r["name"]: r for r in engine.ledger.jobs()}
+    assert set(jobs) == {"a renamed.png", "b.png"}
+    assert jobs["a renamed.png"]["state"] == "done" and jobs["b.png"]["state"] == "gone"
+    assert files(tmp_path / "f/outbox") == ["a renamed.png"]
+    assert sim.stats["tasks_created"] == 1
