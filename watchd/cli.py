@@ -388,7 +388,7 @@ def process(
 
 
 @cli.command()
-@click.option("--keep", is_flag=True, help="Keep the workspace instead of deleting it.")
+@click.option("--clean", is_flag=True, help="Delete the workspace afterwards.")
 @click.option(
     "--dir",
     "workdir",
@@ -396,16 +396,16 @@ def process(
     default=None,
     help="Make the workspace here (default: a new temporary folder).",
 )
-def demo(keep: bool, workdir: Path | None) -> None:
+def demo(clean: bool, workdir: Path | None) -> None:
     """Offline end-to-end demo: simulator + daemon + sample images, no key, no network.
 
     \b
     Example:
-      watchd demo --keep
+      watchd demo --clean
     """
     from watchd.demo import run_demo
 
-    sys.exit(run_demo(out, err, keep=keep, workdir=workdir))
+    sys.exit(run_demo(out, err, keep=not clean, workdir=workdir))
 
 
 def main(argv: list[str] | None = None) -> None:

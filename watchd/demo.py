@@ -90,7 +90,7 @@ def _drop(path: Path, size: tuple[int, int]) -> None:
     os.replace(tmp, path)  # appear complete, as a careful copier does
 
 
-def run_demo(out: Console, err: Console, *, keep: bool = False, workdir: Path | None = None) -> int:
+def run_demo(out: Console, err: Console, *, keep: bool = True, workdir: Path | None = None) -> int:
     workspace = Path(workdir or tempfile.mkdtemp(prefix="watchd-demo-")).absolute()
     workspace.mkdir(parents=True, exist_ok=True)
     sim = Simulator(SimConfig(qps=4, processing_time=(0.5, 1.5), offset_px=2, seed=7)).start()
@@ -127,29 +127,32 @@ def run_demo(out: Console, err: Console, *, keep: bool = False, workdir: Path | 
         ok = _report(out, workspace, sim)
     finally:
         sim.stop()
-        if not keep and workdir is None:
+        if not keep:
             shutil.rmtree(workspace, ignore_errors=True)
-    if keep or workdir is not None:
-        out.print(f"workspace kept: {workspace}  (try: watchd -c {workspace}/watchd.yaml status)")
+    if keep:
+        out.print(f"look at the results: ls {workspace}/*/outbox {workspace}/*/done")
+        out.print(f"ask the ledger:      watchd -c {workspace}/watchd.yaml status")
     return 0 if ok else 1
 
 
 def _report(out: Console, workspace: Path, sim: Simulator) -> bool:
     ledger = Ledger.open(workspace / "state" / "watchd.db")
-    table = Table("folder", "input", "sent as", "output", "state", title="watchd demo results")
+    table = Table(
+        "folder", "input", "sent as (t, b, l, r)", "outbox", "state", title="watchd demo results"
+    )
     ok = True
     import json
 
     for row in ledger.db.query("select * from jobs order by folder, id"):
         outputs = json.loads(row["outputs"] or "[]")
         params = json.loads(row["params"] or "{}")
-        sent = ", ".join(
-            f"{k[0]}{params[k]:.2f}" for k in ("top", "bottom", "left", "right") if k in params
+        sent = " ".join(
+            f"{params[k]:.2f}" for k in ("top", "bottom", "left", "right") if k in params
         )
         shown = []
         for o in outputs:
             with Image.open(o["path"]) as img:
-                shown.append(f"{Path(o['path']).relative_to(workspace)} {img.width}×{img.height}")
+                shown.append(f"{Path(o['path']).name} {img.width}×{img.height}")
         ok &= row["state"] == "done"
         table.add_row(
             row["folder"],
@@ -166,7 +169,7 @@ def _report(out: Console, workspace: Path, sim: Simulator) -> bool:
         f" {stats.get('http_429', 0)} answered 429"
     )
     out.print(
-        "originals are in each folder's done/; results in outbox/."
+        "every original is in its folder's done/, every result in its outbox/."
         if ok
         else "[red]some images did not finish[/]"
     )
