@@ -1,4 +1,4 @@
-"""The engine: the workers over the ledger.
+"""The engine: the workers over the ledger (intake in recorder.py, results in results.py).
 
 It turns settled files into jobs (intake), spends the one request budget on creates and
 polls as the scheduler decides, fetches results, writes the outbox and moves originals.
@@ -12,11 +12,7 @@ right now.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
-import os
 import random
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,11 +21,10 @@ from typing import Any
 
 import httpx
 
-from watchd import outbox
 from watchd.api import CreateRequest, PicWishClient, TaskResult
 from watchd.budget import Budget
 from watchd.config import Config, FolderConfig
-from watchd.download import DownloadError, fetch_result, policy_for
+from watchd.download import policy_for
 from watchd.errors import (
     ApiError,
     AuthError,
@@ -40,27 +35,19 @@ from watchd.errors import (
     TransientApiError,
     backoff_delay,
 )
-from watchd.imaging import finish_result
 from watchd.intake import (
     ChangedOnDisk,
-    NeedsMask,
     Outcome,
-    Prepared,
-    Rejected,
-    StillWriting,
-    Unreadable,
-    prepare,
-    settings_of,
     upload_payload,
 )
-from watchd.ledger import Ledger, decode, job_key
-from watchd.lifecycle import Event, IllegalTransition, State
+from watchd.ledger import Ledger, decode
+from watchd.lifecycle import Event, State
 from watchd.logs import get_logger
 from watchd.preflight import PreflightError
+from watchd.recorder import IntakeSteps
+from watchd.results import ResultSteps
 from watchd.scheduler import Candidate, DurationModel, Kind, Scheduler, Task
 
-RECORD_BATCH = 256  # checked files recorded per ledger transaction, at most
-RECORD_DELAY = 0.05  # seconds a checked file may wait to be recorded with others
 SHUTDOWN_GRACE = 8.0  # seconds in-flight requests get to finish on SIGTERM
 DOWNLOAD_CONCURRENCY = 4
 
@@ -72,7 +59,7 @@ class Counters:
     http_429: int = 0
 
 
-class Engine:
+class Engine(IntakeSteps, ResultSteps):
     def __init__(
         self,
         cfg: Config,
@@ -144,153 +131,6 @@ class Engine:
             )
         self.paused = f"HTTP 401 from the API: {err.message or 'unauthorized'}"
         self.ledger.set_meta("paused", self.paused)
-
-    # -- intake -------------------------------------------------------------------------
-
-    def is_known(self, folder: str, path: Path) -> bool:
-        """An unfinished job already holds this file: a repeated hint costs no read."""
-        return self.ledger.active_at_path(folder, str(path)) is not None
-
-    async def take(self, folder_name: str, path: Path) -> Outcome | None:
-        """A settled file: check it in a thread, then record it. None if the folder is gone."""
-        folder = self.folders.get(folder_name)
-        if folder is None:
-            return None
-        outcome = await asyncio.to_thread(prepare, folder, path, now=self.clock())
-        self._unrecorded.append((folder, outcome))
-        if len(self._unrecorded) >= RECORD_BATCH:
-            self.flush()
-        elif self._flusher is None:
-            self._flusher = asyncio.get_running_loop().call_later(RECORD_DELAY, self.flush)
-        return outcome
-
-    def flush(self) -> None:
-        """Record the files checked since the last flush in one transaction: a 10,000-file
-        drop is a few dozen commits, not 10,000 fsyncs. A crash before this loses nothing:
-        the files are still in the inbox and are taken again on start."""
-        if self._flusher is not None:
-            self._flusher.cancel()
-            self._flusher = None
-        batch, self._unrecorded = self._unrecorded, []
-        if batch:
-            with self.ledger.atomic():
-                for folder, outcome in batch:
-                    try:
-                        with self.ledger.atomic():  # a savepoint: one bad file spoils no other
-                            self.record(folder, outcome)
-                    except (sqlite3.Error, OSError) as exc:
-                        self.log.error(
-                            "could not record a file; it stays in the inbox and is"
-                            " taken again at the next scan",
-                            folder=folder.name,
-                            file=outcome.path.name,
-                            error=repr(exc),
-                        )
-
-    def record(
-        self, folder: FolderConfig, outcome: Outcome, *, keep_original: bool = False
-    ) -> int | None:
-        log = self.log.bind(folder=folder.name, file=_name_of(outcome))
-        if isinstance(outcome, NeedsMask | StillWriting):
-            return None
-        if isinstance(outcome, Unreadable):
-            log.warning("file left in the inbox: watchd may not read it", reason=outcome.reason)
-            return None
-        if isinstance(outcome, Rejected):
-            return self._record_rejected(folder, outcome, keep_original)
-        assert isinstance(outcome, Prepared)
-        fields = dict(outcome.fields, keep_original=int(keep_original))
-        if keep_original:
-            fields["rel"] = fields["name"]
-        existing = self.ledger.by_key(outcome.key)
-        if existing is None:
-            job_id = self.ledger.add_job(fields)
-            log.info(
-                "job recorded",
-                job=job_id,
-                state="waiting",
-                size=fields["size"],
-                width=fields["width"],
-                height=fields["height"],
-            )
-            self.wake.set()
-            return job_id
-        job_id, state, path = existing["id"], State(existing["state"]), fields["path"]
-        log = log.bind(job=job_id)
-        if existing["path"] == path and state not in (State.FAILED, State.GONE):
-            return job_id  # a repeated hint for a file already in work
-        if state in (State.FAILED, State.GONE):
-            # The same bytes dropped again after a failure: the user wants them processed.
-            keep = {k: v for k, v in fields.items() if k not in ("folder", "key")}
-            self.ledger.transition(
-                job_id,
-                Event.REQUEUE,
-                {"path": path},
-                **keep,
-                attempts=0,
-                task_id=None,
-                not_before=None,
-                error_reason=None,
-                error_code=None,
-                error_http_status=None,
-                outputs=None,
-                results=None,
-            )
-            log.info("job requeued: the same file was dropped again", state="waiting")
-            self.wake.set()
-            return job_id
-        if state == State.WAITING and not os.path.lexists(existing["path"]):
-            self.ledger.update(
-                job_id,
-                {"from": existing["path"], "to": path},
-                note="renamed",
-                path=path,
-                name=fields["name"],
-                rel=fields["rel"],
-            )
-            return job_id
-        # The same bytes twice in one folder: never paid for twice.
-        if not keep_original:
-            duplicate = {**fields, "id": job_id, "keep_original": 0}
-            moved = _move_originals(duplicate, Path(fields["post"]["done"]), None)
-            self.ledger.note(job_id, "duplicate", {"path": path, "moved_to": moved})
-        log.info("duplicate of an existing job: not sent again", duplicate=path)
-        return job_id
-
-    def _record_rejected(
-        self, folder: FolderConfig, rej: Rejected, keep_original: bool
-    ) -> int | None:
-        log = self.log.bind(folder=folder.name, file=rej.path.name)
-        key = job_key(folder.name, rej.sha256) if rej.sha256 else None
-        existing = self.ledger.by_key(key) if key else None
-        if existing is not None and existing["path"] == str(rej.path):
-            return existing["id"]
-        if existing is not None:
-            # Same bytes, already known: the job keeps its row; this copy fails beside it.
-            key = f"{key}:{self.clock()}"
-        fields = {
-            "folder": folder.name,
-            "key": key or f"{folder.name}:path:{rej.path}:{self.clock()}",
-            "path": str(rej.path),
-            "name": rej.path.name,
-            "rel": os.path.relpath(rej.path, folder.inbox),
-            "size": rej.size,
-            "sha256": rej.sha256,
-            "mask_path": str(rej.mask_path) if rej.mask_path else None,
-            "post": settings_of(folder),
-            "keep_original": int(keep_original),
-            "error_reason": rej.reason,
-            "error_code": rej.code,
-        }
-        job_id = self.ledger.add_job(fields, state=State.FAILING)
-        log.warning(
-            "file failed its checks before upload (no API call made)",
-            job=job_id,
-            code=rej.code,
-            reason=rej.reason,
-        )
-        self._spawn(job_id, self._finish_failing(job_id))
-        return job_id
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -699,172 +539,6 @@ class Engine:
                 job["id"], next_poll_at=now + max(delay, self.cfg.api.poll_interval), polled_at=now
             )
 
-    # -- results and files --------------------------------------------------------------
-
-    async def _download(self, job_id: int) -> None:
-        job = self.ledger.get(job_id)
-        assert job is not None
-        log = self._job_log(job)
-        refs = self.inline.pop(job_id, None) or tuple(decode(job, "results") or ())
-        if not refs:
-            # A restart lost base64 results (never stored) or there were none: ask again.
-            self.ledger.transition(job_id, Event.URL_EXPIRED, next_poll_at=self.clock())
-            return
-        settings = decode(job, "post") or {}
-        try:
-            async with self.downloads:
-                blobs = [
-                    await fetch_result(ref, self.download_policy, client=self.download_client)
-                    for ref in refs
-                ]
-            finished = await asyncio.to_thread(_finish_all, blobs, settings)
-        except DownloadError as exc:
-            if exc.expired and job["task_id"]:
-                self.ledger.transition(
-                    job_id,
-                    Event.URL_EXPIRED,
-                    {"error": str(exc)},
-                    next_poll_at=self.clock(),
-                    results=None,
-                )
-                log.info("result URL expired; querying the task again for a fresh one")
-            elif exc.transient:
-                self._download_retry(job, str(exc))
-            else:
-                self._fail(
-                    job, PermanentApiError(f"result unusable: {exc}", task_id=job["task_id"])
-                )
-            return
-        except (OSError, ValueError) as exc:
-            self._download_retry(job, f"result could not be processed: {exc}")
-            return
-        try:
-            planned = self._plan_outputs(job, settings, finished)
-            outputs = await asyncio.to_thread(_write_planned, planned, finished)
-        except outbox.TemplateError as exc:
-            self._fail(job, PermanentApiError(f"output name: {exc}", task_id=job["task_id"]))
-            return
-        except OSError as exc:  # ENOSPC and friends: the job waits, nothing is lost
-            self._download_retry(job, f"could not write the outbox: {exc}", give_up=False)
-            return
-        self.ledger.transition(
-            job_id, Event.WRITTEN, {"outputs": outputs}, outputs=outputs, not_before=None
-        )
-        log.info("result written", outputs=[o["path"] for o in outputs], state="finishing")
-        await self._finish_done(job_id)
-
-    def _download_retry(self, job: dict[str, Any], reason: str, *, give_up: bool = True) -> None:
-        """A result not saved yet: try again later. Bad results give up after
-        retry.max_attempts; a full disk (give_up=False) waits as long as it takes."""
-        tries = (job["download_tries"] or 0) + 1
-        if give_up and tries >= self.cfg.retry.max_attempts:
-            self._fail(
-                job,
-                PermanentApiError(
-                    f"{reason} (gave up after {tries} tries)", task_id=job["task_id"]
-                ),
-            )
-            return
-        delay = backoff_delay(
-            min(tries, 10),
-            base=self.cfg.retry.base_delay,
-            cap=self.cfg.retry.max_delay,
-            rng=self.rng,
-        )
-        self.ledger.update(
-            job["id"],
-            {"error": reason},
-            note="download_retry",
-            not_before=self.clock() + delay,
-            download_tries=tries,
-            error_reason=reason,
-        )
-        self._job_log(job).warning(
-            "result not saved yet; will retry", reason=reason, retry_in=round(delay, 1)
-        )
-
-    def _plan_outputs(
-        self, job: dict[str, Any], settings: dict[str, Any], finished: list[tuple[bytes, str]]
-    ) -> list[dict[str, str]]:
-        """The outbox names (and content hashes), committed to the ledger before writing, so
-        a replay after a crash recognises its own files instead of writing them twice."""
-        planned = decode(job, "outputs") or []
-        outbox_dir = Path(settings["outbox"])
-        stem = Path(job["name"]).stem
-        rel_dir = os.path.dirname(job.get("rel") or "")
-        if len(planned) != len(finished):
-            planned = []
-            original_ext = Path(job["name"]).suffix
-            for index, (data, ext) in enumerate(finished, start=1):
-                if _same_format(ext, original_ext):
-                    ext = original_ext  # keep the user's spelling: "Lamp.JPG" stays ".JPG"
-                name = outbox.render_name(
-                    settings["output"],
-                    stem=stem,
-                    ext=ext,
-                    name=job["name"],
-                    folder=job["folder"],
-                    job=job["id"],
-                    dir=rel_dir,
-                )
-                if index > 1:
-                    name = outbox.with_suffix_number(name, index, sep="-")
-                target = outbox.free_name(outbox_dir, name)
-                planned.append({"path": str(target), "sha256": hashlib.sha256(data).hexdigest()})
-            self.ledger.update(job["id"], outputs=planned)
-        return planned
-
-    async def _finish_done(self, job_id: int) -> None:
-        job = self.ledger.get(job_id)
-        assert job is not None
-        settings = decode(job, "post") or {}
-        try:
-            moved = await asyncio.to_thread(_move_originals, job, Path(settings["done"]), None)
-        except OSError as exc:
-            self._job_log(job).warning(
-                "could not move the original to done/; will retry", error=str(exc)
-            )
-            return
-        self.ledger.transition(job_id, Event.MOVED, {"moved_to": moved}, path=moved or job["path"])
-        self._job_log(job).info(
-            "job done",
-            state="done",
-            moved_to=moved,
-            outputs=[o["path"] for o in decode(job, "outputs") or []],
-            requests=job["requests"],
-            attempts=job["attempts"],
-        )
-
-    async def _finish_failing(self, job_id: int) -> None:
-        job = self.ledger.get(job_id)
-        assert job is not None
-        settings = decode(job, "post") or {}
-        info = {
-            "reason": job["error_reason"],
-            "code": job["error_code"],
-            "http_status": job["error_http_status"],
-            "task_id": job["task_id"],
-            "attempts": job["attempts"],
-            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock())),
-        }
-        try:
-            moved = await asyncio.to_thread(_move_originals, job, Path(settings["failed"]), info)
-        except OSError as exc:
-            self._job_log(job).warning(
-                "could not move the original to failed/; will retry", error=str(exc)
-            )
-            return
-        with contextlib.suppress(IllegalTransition):
-            self.ledger.transition(
-                job_id, Event.MOVED, {"moved_to": moved}, path=moved or job["path"]
-            )
-        self._job_log(job).info(
-            "job failed; original moved to failed/",
-            state="failed",
-            moved_to=moved,
-            reason=job["error_reason"],
-        )
-
     # -- shutdown -----------------------------------------------------------------------
 
     async def drain(self, grace: float = SHUTDOWN_GRACE) -> None:
@@ -881,64 +555,6 @@ class Engine:
     async def aclose(self) -> None:
         await self.client.aclose()
         await self.download_client.aclose()
-
-
-def _write_planned(
-    planned: list[dict[str, str]], finished: list[tuple[bytes, str]]
-) -> list[dict[str, str]]:
-    """Write each result at its planned name (a worker thread: no ledger access here)."""
-    written = []
-    for plan, (data, _) in zip(planned, finished, strict=True):
-        path = outbox.ensure_written(Path(plan["path"]), data, plan["sha256"])
-        written.append({"path": str(path), "sha256": plan["sha256"]})
-    return written
-
-
-def _finish_all(blobs: list[bytes], settings: dict[str, Any]) -> list[tuple[bytes, str]]:
-    aspect = tuple(settings["aspect"]) if settings.get("aspect") else None
-    size = tuple(settings["size"]) if settings.get("size") else None
-    return [
-        finish_result(
-            blob,
-            aspect=aspect,
-            size=size,
-            output_format=settings["output_format"],
-            quality=settings["quality"],
-        )
-        for blob in blobs
-    ]
-
-
-def _move_originals(
-    job: dict[str, Any], dest_dir: Path, error: dict[str, Any] | None
-) -> str | None:
-    """Move the original (and its sidecar mask) out of the inbox. None: nothing to move."""
-    if job.get("keep_original"):
-        return None
-    src = Path(job["path"])
-    moved: str | None = None
-    if os.path.lexists(src) and src.parent != dest_dir:
-        target = (
-            outbox.fail_original(src, dest_dir, error)
-            if error is not None
-            else outbox.move_original(src, dest_dir)
-        )
-        moved = str(target)
-    settings = decode(job, "post") or {}
-    mask = job.get("mask_path")
-    if mask and settings.get("sidecar") and os.path.lexists(mask):
-        outbox.move_original(Path(mask), dest_dir)
-    return moved
-
-
-def _name_of(outcome: Outcome) -> str:
-    return outcome.fields["name"] if isinstance(outcome, Prepared) else outcome.path.name
-
-
-def _same_format(a: str, b: str) -> bool:
-    jpeg = {".jpg", ".jpeg"}
-    a, b = a.lower(), b.lower()
-    return a == b or (a in jpeg and b in jpeg)
 
 
 def _code(err: ApiError) -> str:
