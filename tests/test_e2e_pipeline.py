@@ -128,3 +128,25 @@ def test_three_folders_end_to_end(tmp_path: Path, sim: Simulator) -> None:
     # Every log line about a job carries job, folder and file.
     job_lines = [e for e in daemon.events() if "job" in e]
     assert job_lines and all({"folder", "file"} <= e.keys() for e in job_lines)
+
+
+def test_sync_mode_spends_one_request_per_task(tmp_path: Path, sim: Simulator) -> None:
+    """api.mode: sync: the create answers with the result; no polls at all."""
+    cfg = write_config(
+        tmp_path,
+        sim.base_url,
+        api={"mode": "sync", "return_type": "base64"},
+        folders=[{"name": "s"}],
+    )
+    for i in range(4):
+        drop(tmp_path / f"s/inbox/s{i}.png", (120, 100), seed=200 + i)
+    daemon = DaemonProcess(cfg).start()
+    try:
+        daemon.wait_started()
+        wait_for(lambda: len(files(tmp_path / "s/done")) == 4, 30, "4 done in sync mode")
+    finally:
+        assert daemon.stop() == 0
+    assert sim.stats["creates"] == 4 and sim.stats["queries"] == 0
+    assert all(u.sync for u in sim.uploads)
+    for i in range(4):
+        assert image_size(tmp_path / f"s/outbox/s{i}.png") == expanded((120, 100), *[0.1] * 4)
