@@ -370,24 +370,28 @@ def test_requests_are_counted_per_job(ledger: Ledger):
 # -- queries ----------------------------------------------------------------------------
 
 
-def test_waiting_ready_respects_not_before_and_age(ledger: Ledger):
+def test_oldest_waiting_respects_backoff_busy_jobs_folders_and_age(ledger: Ledger):
     now = 1_000.0
-    plain = ledger.add_job(fields("1.png"))
-    later = ledger.add_job(fields("2.png", not_before=now + 10))
+    later = ledger.add_job(fields("1.png", not_before=now + 10))
+    plain = ledger.add_job(fields("2.png"))
     past = ledger.add_job(fields("3.png", not_before=now - 1))
-    busy = ledger.add_job(fields("4.png"))
-    ledger.transition(busy, E.SUBMIT)
-    assert ids(ledger.waiting_ready(now)) == [plain, past]
-    assert ids(ledger.waiting_ready(now + 10)) == [plain, later, past]
-    assert ids(ledger.waiting_ready(now + 10, limit=2)) == [plain, later]
-    assert ledger.next_waiting_time() == 0  # a job without a backoff is ready at once
+    submitted = ledger.add_job(fields("0.png"))
+    ledger.transition(submitted, E.SUBMIT)
+    assert ids(ledger.oldest_waiting("photos", now)) == [plain]
+    assert ids(ledger.oldest_waiting("photos", now + 10)) == [later]
+    assert ids(ledger.oldest_waiting("photos", now, exclude=[plain])) == [past]
+    assert ids(ledger.oldest_waiting("photos", now, only=[past, later])) == [past]
+    assert ledger.oldest_waiting("other", now) == []
 
 
-def test_next_waiting_time_is_the_earliest_backoff(ledger: Ledger):
-    assert ledger.next_waiting_time() is None
+def test_next_waiting_time_is_the_earliest_backoff_still_to_come(ledger: Ledger):
+    assert ledger.next_waiting_time(0.0) is None
     ledger.add_job(fields("1.png", not_before=50.0))
     ledger.add_job(fields("2.png", not_before=20.0))
-    assert ledger.next_waiting_time() == 20.0
+    ledger.add_job(fields("3.png"))  # ready at once: not a time to wait for
+    assert ledger.next_waiting_time(0.0) == 20.0
+    assert ledger.next_waiting_time(30.0) == 50.0
+    assert ledger.next_waiting_time(60.0) is None
 
 
 def test_count_in_flight_counts_submitting_processing_and_downloading(ledger: Ledger):

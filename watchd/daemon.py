@@ -35,6 +35,7 @@ from watchd.settle import SettleTracker, Stat
 from watchd.watch import Watcher, WatchSpec
 
 INTAKE_WORKERS = 2
+INTAKE_CHUNK = 64  # settled files checked per worker-thread hand-off
 STATUS_EVERY = 5.0
 PAUSE_REMINDER = 600.0  # seconds between reminders that submissions are paused on a 401
 IDLE_WAKE = 30.0  # longest sleep with nothing to do (a retry from `watchd retry` is seen by then)
@@ -262,33 +263,36 @@ class Daemon:
 
     async def _intake_worker(self) -> None:
         while True:
-            folder, path = await self.intake_queue.get()
+            items = [await self.intake_queue.get()]
+            while len(items) < INTAKE_CHUNK and not self.intake_queue.empty():
+                items.append(self.intake_queue.get_nowait())
             try:
-                outcome = await self.engine.take(folder, path)
-                cfg = self.engine.folders.get(folder)
-                if isinstance(outcome, NeedsMask) and cfg is not None:
-                    self.mask_waits.setdefault((folder, path), time.time() + cfg.sidecar_wait)
-                elif isinstance(outcome, StillWriting) and folder in self.trackers:
-                    self.log.info(
-                        "file is cut short and still changing; waiting for the rest",
-                        folder=folder,
-                        file=path.name,
-                    )
-                    self.trackers[folder].seen(path, _stat(path), time.time())
-                else:
-                    self.mask_waits.pop((folder, path), None)
-            except FileNotFoundError:
-                self.mask_waits.pop((folder, path), None)
+                outcomes = await self.engine.take_many(items)
             except Exception as exc:  # a file must never stop the daemon; it is retried
                 self.log.error(
-                    "intake failed; the file stays in the inbox and is retried at the next scan",
-                    folder=folder,
-                    file=path.name,
+                    "intake failed; the files stay in the inbox and are retried at the next scan",
+                    files=[p.name for _, p in items][:10],
                     error=repr(exc),
                 )
-            finally:
-                self.queued.discard((folder, path))
-                self.engine.wake.set()
+                outcomes = [None] * len(items)
+            for (folder, path), outcome in zip(items, outcomes, strict=True):
+                self._after_intake(folder, path, outcome)
+            self.engine.wake.set()
+
+    def _after_intake(self, folder: str, path: Path, outcome: Any) -> None:
+        self.queued.discard((folder, path))
+        cfg = self.engine.folders.get(folder)
+        if isinstance(outcome, NeedsMask) and cfg is not None:
+            self.mask_waits.setdefault((folder, path), time.time() + cfg.sidecar_wait)
+            return
+        if isinstance(outcome, StillWriting) and folder in self.trackers:
+            self.log.info(
+                "file is cut short and still changing; waiting for the rest",
+                folder=folder,
+                file=path.name,
+            )
+            self.trackers[folder].seen(path, _stat(path), time.time())
+        self.mask_waits.pop((folder, path), None)
 
     def _expire_mask_waits(self, now: float) -> None:
         for (folder, path), deadline in list(self.mask_waits.items()):
