@@ -233,3 +233,18 @@ def test_a_file_renamed_while_waiting_keeps_its_job_and_a_vanished_one_costs_not
     assert jobs["a renamed.png"]["state"] == "done" and jobs["b.png"]["state"] == "gone"
     assert files(tmp_path / "f/outbox") == ["a renamed.png"]
     assert sim.stats["tasks_created"] == 1
+
+
+def test_the_processing_time_is_learned_from_the_api_not_from_a_late_first_poll() -> None:
+    from watchd.engine import _processing_time
+
+    # The API's own timestamps, as epoch seconds (strings), milliseconds or ISO dates.
+    assert _processing_time({"created_at": "100.0", "completed_at": "109.5"}, 0, None, 500) == 9.5
+    ms = {"created_at": 1_795_000_000_000, "completed_at": 1_795_000_009_500}
+    assert _processing_time(ms, 0, None, 1) == 9.5
+    iso = {"created_at": "2026-11-26T10:00:00Z", "completed_at": "2026-11-26T10:00:12Z"}
+    assert _processing_time(iso, 0, None, 1) == 12
+    # Without them: the middle between the last pending poll and the poll that found it done.
+    assert _processing_time({}, 100.0, 108.0, 110.0) == 9.0
+    # A first poll that found it done says only "at most": nothing is learned.
+    assert _processing_time({}, 100.0, None, 121.0) is None

@@ -297,3 +297,18 @@ def test_a_pick_at_the_wake_time_is_not_idle(contended):
     wake = s.wake_time(100.0, tasks, contended)
     assert wake is not None
     assert s.pick(wake, [], tasks, 1, contended).kind is Kind.POLL
+
+
+def test_with_nothing_learned_polls_back_off_under_contention() -> None:
+    """No samples yet and the budget is short: 1, 2, 4, 8, 8 × poll_interval, not a token a
+    second for every young task."""
+    s = scheduler()
+    gaps = [s.next_poll_at(100.0, "a", 100.0, polls, contended=True) - 100.0 for polls in range(5)]
+    assert gaps == [POLL_INTERVAL * k for k in (1, 2, 4, 8, 8)]
+    assert s.next_poll_at(100.0, "a", 100.0, 3, contended=False) == 100.0 + POLL_INTERVAL
+
+
+def test_after_the_first_poll_a_learned_task_is_polled_every_interval() -> None:
+    s = scheduler(model=model_with({"a": [10.0] * MIN_SAMPLES}))
+    assert s.next_poll_at(0.0, "a", 0.0, 0, contended=True) == 10.0
+    assert s.next_poll_at(10.0, "a", 0.0, 1, contended=True) == 10.0 + POLL_INTERVAL

@@ -171,6 +171,7 @@ def make_watcher(rec):
 
     def make(**kwargs):
         kwargs.setdefault("poll_interval", 0.1)
+        kwargs.setdefault("check_interval", kwargs["poll_interval"])
         watcher = Watcher(rec.on_hint, rec.on_problem, **kwargs)
         made.append(watcher)
         return watcher
@@ -495,7 +496,7 @@ def test_a_failing_hint_callback_does_not_kill_the_observer(make_watcher, rec, i
             raise RuntimeError("loop closed")
         rec.on_hint(folder, path)
 
-    watcher = Watcher(flaky_hint, rec.on_problem, poll_interval=0.1)
+    watcher = Watcher(flaky_hint, rec.on_problem, poll_interval=0.1, check_interval=0.1)
     try:
         start_ready(watcher, rec, inbox)
         write(inbox / "bad.jpg")
@@ -531,7 +532,7 @@ def test_two_folders_are_watched_side_by_side(make_watcher, rec, tmp_path):
 
 def test_stop_ends_every_thread_it_started(rec, inbox):
     before = set(threading.enumerate())
-    watcher = Watcher(rec.on_hint, rec.on_problem, poll_interval=0.1)
+    watcher = Watcher(rec.on_hint, rec.on_problem, poll_interval=0.1, check_interval=0.1)
     start_ready(watcher, rec, inbox)
     watcher.set_specs([spec(inbox), spec(inbox.parent, folder="g", mode="poll")])
     watcher.stop()

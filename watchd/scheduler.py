@@ -139,8 +139,13 @@ class Scheduler:
     ) -> float:
         """When to poll a task next (after its create, or after a poll that found it pending)."""
         at = now + self.poll_interval
-        if contended and polls_done == 0:
-            expected = self.model.quantile(folder, FIRST_POLL_QUANTILE)
-            if expected is not None:
-                at = max(at, submitted_at + expected)
+        if not contended:
+            return at
+        expected = self.model.quantile(folder, FIRST_POLL_QUANTILE)
+        if expected is None:
+            # Nothing learned yet and requests queue for the budget: back off (1, 2, 4, 8 ×
+            # poll_interval) rather than spend a token a second on every young task.
+            return now + self.poll_interval * 2 ** min(polls_done, 3)
+        if polls_done == 0:
+            at = max(at, submitted_at + expected)
         return at
