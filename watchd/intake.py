@@ -82,6 +82,7 @@ class Unreadable:
 
 Outcome = Prepared | Rejected | NeedsMask | StillWriting | Unreadable
 
+FIT_MAX_PIXELS = 170_000_000  # with fit: true (Pillow refuses outright above ~179 M)
 RECENT_WRITE = 10.0  # seconds: a truncated file younger than this may still be arriving
 
 
@@ -152,7 +153,9 @@ def _check_and_describe(
     mask_path: Path | None,
     mask_file: FileBytes | None,
 ) -> dict[str, Any]:
-    info = inspect_image(original.data)
+    # fit: true is for camera files; 100-megapixel sensors exist. Allow them (Pillow's own
+    # hard limit is twice its default) while still refusing decompression bombs.
+    info = inspect_image(original.data, max_pixels=FIT_MAX_PIXELS if folder.fit else None)
     settings = settings_of(folder)
     upload, mask = _upload_bytes(original.data, mask_file.data if mask_file else None, settings)
     upload_info = info if upload == original.data else inspect_image(upload)

@@ -11,7 +11,7 @@ How it decides (the README explains this to users):
 - When the budget has room (nothing waiting for it), tasks are polled every
   `poll_interval` for the lowest latency.
 - When requests queue for the budget, a task's first poll is put off until the time by
-  which 90% of recent tasks of its folder had finished (learned from the ledger), then it
+  which 95% of recent tasks of its folder had finished (learned from the ledger), then it
   is polled every `poll_interval`: near the floor of two requests per task.
 """
 
@@ -21,8 +21,8 @@ from collections import defaultdict, deque
 from dataclasses import dataclass
 from enum import StrEnum
 
-FIRST_POLL_QUANTILE = 0.9
-MIN_SAMPLES = 5
+FIRST_POLL_QUANTILE = 0.95
+MIN_SAMPLES = 3
 MAX_POLLS_IN_A_ROW = 2
 
 
