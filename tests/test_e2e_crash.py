@@ -118,14 +118,19 @@ def test_killed_during_the_download_finishes_without_a_new_task(tmp_path: Path, 
     assert files(tmp_path / "f/outbox") == ["c.png"]
 
 
+def _written_result(tmp_path: Path, name: str, url: str) -> tuple[Path, bytes, list[dict]]:
+    """The result as the daemon would have written it to the outbox, and its ledger plan."""
+    result = httpx.get(url).content
+    out = tmp_path / "f/outbox" / name
+    out.write_bytes(result)
+    return out, result, [{"path": str(out), "sha256": hashlib.sha256(result).hexdigest()}]
+
+
 def test_killed_after_the_outbox_write_writes_nothing_twice(tmp_path: Path, sim) -> None:
     cfg, data, row, url = _park_in_processing(tmp_path, sim, "d.png", seed=4)
-    result = httpx.get(url).content
     # The result is durable in the outbox and planned in the ledger, but the kill came
     # before the state moved on: the replay must recognise its own file.
-    out = tmp_path / "f/outbox/d.png"
-    out.write_bytes(result)
-    planned = [{"path": str(out), "sha256": hashlib.sha256(result).hexdigest()}]
+    out, result, planned = _written_result(tmp_path, "d.png", url)
     set_row(
         tmp_path,
         row["id"],
@@ -143,10 +148,7 @@ def test_killed_after_the_outbox_write_writes_nothing_twice(tmp_path: Path, sim)
 
 def test_killed_before_the_original_moved_moves_it_on_restart(tmp_path: Path, sim) -> None:
     cfg, data, row, url = _park_in_processing(tmp_path, sim, "e.png", seed=5)
-    result = httpx.get(url).content
-    out = tmp_path / "f/outbox/e.png"
-    out.write_bytes(result)
-    planned = [{"path": str(out), "sha256": hashlib.sha256(result).hexdigest()}]
+    _, _, planned = _written_result(tmp_path, "e.png", url)
     set_row(tmp_path, row["id"], state="finishing", outputs=json.dumps(planned))
     daemon = DaemonProcess(cfg).start()
     wait_for(lambda: files(tmp_path / "f/done") == ["e.png"], 30, "done after restart")
