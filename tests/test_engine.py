@@ -248,3 +248,36 @@ def test_the_processing_time_is_learned_from_the_api_not_from_a_late_first_poll(
     assert _processing_time({}, 100.0, 108.0, 110.0) == 9.0
     # A first poll that found it done says only "at most": nothing is learned.
     assert _processing_time({}, 100.0, None, 121.0) is None
+
+
+def test_an_original_that_cannot_be_moved_waits_and_is_moved_later(tmp_path, sim) -> None:
+    """done/ is unusable (here: a file stands where the folder should be): the job stays
+    finishing with the reason noted, retried after a backoff, not on every loop turn."""
+    engine = make_engine(tmp_path, sim)
+    src = tmp_path / "f/inbox/m.png"
+    drop(src, seed=30)
+    done_dir = tmp_path / "f/done"
+    done_dir.rmdir()
+    done_dir.write_text("not a folder")
+
+    async def scenario() -> None:
+        await engine.take("f", src)
+        await run_until(engine, lambda: "move_retry" in events(engine), timeout=15)
+
+    asyncio.run(scenario())
+    job = engine.ledger.jobs()[0]
+    assert job["state"] == "finishing" and job["not_before"] > engine.clock()
+    assert events(engine).count("move_retry") == 1
+    assert src.exists() and files(tmp_path / "f/outbox") == ["m.png"]
+
+    done_dir.unlink()
+    engine2 = make_engine(tmp_path, sim)
+    engine2.ledger = engine.ledger
+    engine2.ledger.update(job["id"], not_before=0)
+
+    async def later() -> None:
+        await run_until(engine2, lambda: all_terminal(engine2))
+
+    asyncio.run(later())
+    assert engine2.ledger.jobs()[0]["state"] == "done"
+    assert files(tmp_path / "f/done") == ["m.png"]

@@ -15,7 +15,6 @@ from watchd.ledger import (
     decode,
     job_key,
     migrations,
-    states_sequence,
 )
 from watchd.lifecycle import Event, IllegalTransition, State
 
@@ -38,6 +37,11 @@ def clock() -> FakeClock:
 @pytest.fixture
 def ledger(clock: FakeClock) -> Ledger:
     return Ledger(Database(memory=True), clock=clock)
+
+
+def states_sequence(rows) -> list[str]:
+    """The `to_state` chain of a job's events."""
+    return [r["to_state"] for r in rows if r["to_state"]]
 
 
 def fields(name: str = "a.png", folder: str = "photos", data: bytes | None = None, **extra):

@@ -15,7 +15,6 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,14 +48,8 @@ from watchd.results import ResultSteps
 from watchd.scheduler import Candidate, DurationModel, Kind, Scheduler, Task
 
 SHUTDOWN_GRACE = 8.0  # seconds in-flight requests get to finish on SIGTERM
+INTERNAL_ERROR_BACKOFF = 60.0  # seconds before a job step that raised is tried again
 DOWNLOAD_CONCURRENCY = 4
-
-
-@dataclass
-class Counters:
-    creates: int = 0
-    polls: int = 0
-    http_429: int = 0
 
 
 class Engine(IntakeSteps, ResultSteps):
@@ -86,7 +79,6 @@ class Engine(IntakeSteps, ResultSteps):
         self._unrecorded: list[tuple[FolderConfig, Outcome]] = []
         self._flusher: asyncio.TimerHandle | None = None
         self.inline: dict[int, tuple[str, ...]] = {}  # base64 results kept out of the ledger
-        self.counters = Counters()
         self.stopping = False
         self.only: set[int] | None = None  # `watchd process`: touch these jobs and no others
         self.model = DurationModel()
@@ -152,7 +144,9 @@ class Engine(IntakeSteps, ResultSteps):
         now = self.clock()
         next_times: list[float] = []
         for job in self.ledger.in_state(State.FINISHING, State.FAILING):
-            if job["id"] not in self.busy and self._mine(job["id"]):
+            if (job["not_before"] or 0) > now:
+                next_times.append(job["not_before"])
+            elif job["id"] not in self.busy and self._mine(job["id"]):
                 coro = (
                     self._finish_done(job["id"])
                     if job["state"] == State.FINISHING
@@ -247,10 +241,19 @@ class Engine(IntakeSteps, ResultSteps):
             self.busy.discard(job_id)
             self.wake.set()
             if not t.cancelled() and t.exception() is not None:
+                # A bug, not a verdict on the file: note it on the job and try again later
+                # (not on every loop turn), so the job is neither lost nor spinning.
+                error = repr(t.exception())
+                later = self.clock() + INTERNAL_ERROR_BACKOFF
+                self.ledger.update(
+                    job_id,
+                    {"error": error},
+                    note="internal_error",
+                    not_before=later,
+                    next_poll_at=later,
+                )
                 self.log.error(
-                    "internal error in a job step; it will be retried",
-                    job=job_id,
-                    error=repr(t.exception()),
+                    "internal error in a job step; retried in a minute", job=job_id, error=error
                 )
 
         task.add_done_callback(done)
@@ -299,7 +302,6 @@ class Engine(IntakeSteps, ResultSteps):
         )
         job = {**job, "attempts": attempt, "state": State.SUBMITTING}
         try:
-            self.counters.creates += 1
             self.budget.mark_sent(time.monotonic())
             result = await self.client.create(request, sync=sync)
         except ApiError as err:
@@ -333,7 +335,6 @@ class Engine(IntakeSteps, ResultSteps):
             self._create_lost(job, f"the answer to a create was lost: {err.message}")
         elif isinstance(err, ConnectionLost | RateLimited | AuthError):
             if isinstance(err, RateLimited):
-                self.counters.http_429 += 1
                 self.budget.on_rate_limited(time.monotonic(), err.retry_after)
             if isinstance(err, AuthError):
                 self._pause(err)
@@ -358,6 +359,7 @@ class Engine(IntakeSteps, ResultSteps):
                 job["id"],
                 Event.FAIL,
                 {"ambiguous": why},
+                not_before=None,
                 ambiguous=(job["ambiguous"] or 0) + 1,
                 error_reason=f"{why}; api.on_ambiguous is 'fail', so it was"
                 " not sent again (the task may exist on the API side)",
@@ -425,6 +427,7 @@ class Engine(IntakeSteps, ResultSteps):
             job["id"],
             Event.FAIL,
             _err_detail(err),
+            not_before=None,
             error_reason=reason or err.message,
             error_code=_code(err),
             error_http_status=err.http_status,
@@ -444,7 +447,6 @@ class Engine(IntakeSteps, ResultSteps):
         assert job is not None
         await self._pace()
         try:
-            self.counters.polls += 1
             self.budget.mark_sent(time.monotonic())
             result = await self.client.query(job["task_id"])
         except ApiError as err:
@@ -520,7 +522,6 @@ class Engine(IntakeSteps, ResultSteps):
             self._retry_or_fail(job, err)  # the task failed: a new one is needed
         else:
             if isinstance(err, RateLimited):
-                self.counters.http_429 += 1
                 self.budget.on_rate_limited(time.monotonic(), err.retry_after)
             if isinstance(err, AuthError):
                 self._pause(err)

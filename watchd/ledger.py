@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -421,8 +421,3 @@ def decode(row: Row, column: str) -> Any:
     if value is not None and not isinstance(value, str):
         return value  # already decoded (a row built in memory)
     return json.loads(value) if value else None
-
-
-def states_sequence(rows: Sequence[Row]) -> list[str]:
-    """The `to_state` chain of a job's events (tests and `jobs --history`)."""
-    return [r["to_state"] for r in rows if r["to_state"]]

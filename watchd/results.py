@@ -139,6 +139,28 @@ class ResultSteps:
             self.ledger.update(job["id"], outputs=planned)
         return planned
 
+    def _move_retry(self, job: dict[str, Any], where: str, exc: OSError) -> None:
+        """The original could not be moved (a full disk, a permission): try again later."""
+        tries = (job["download_tries"] or 0) + 1
+        delay = backoff_delay(
+            min(tries, 10),
+            base=self.cfg.retry.base_delay,
+            cap=self.cfg.retry.max_delay,
+            rng=self.rng,
+        )
+        self.ledger.update(
+            job["id"],
+            {"error": str(exc)},
+            note="move_retry",
+            not_before=self.clock() + delay,
+            download_tries=tries,
+        )
+        self._job_log(job).warning(
+            f"could not move the original to {where}; will retry",
+            error=str(exc),
+            retry_in=round(delay, 1),
+        )
+
     async def _finish_done(self, job_id: int) -> None:
         job = self.ledger.get(job_id)
         assert job is not None
@@ -146,9 +168,7 @@ class ResultSteps:
         try:
             moved = await asyncio.to_thread(_move_originals, job, Path(settings["done"]), None)
         except OSError as exc:
-            self._job_log(job).warning(
-                "could not move the original to done/; will retry", error=str(exc)
-            )
+            self._move_retry(job, "done/", exc)
             return
         self.ledger.transition(job_id, Event.MOVED, {"moved_to": moved}, path=moved or job["path"])
         self._job_log(job).info(
@@ -175,9 +195,7 @@ class ResultSteps:
         try:
             moved = await asyncio.to_thread(_move_originals, job, Path(settings["failed"]), info)
         except OSError as exc:
-            self._job_log(job).warning(
-                "could not move the original to failed/; will retry", error=str(exc)
-            )
+            self._move_retry(job, "failed/", exc)
             return
         with contextlib.suppress(IllegalTransition):
             self.ledger.transition(
