@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -171,13 +171,20 @@ class Ledger:
 
     # -- reads --------------------------------------------------------------------------
 
+    def _one(self, sql: str, args: Sequence[Any]) -> Row | None:
+        """The first row as a dict, straight from the cursor (these lookups run for every
+        file of a large drop; sqlite-utils' query() adds its own parsing to each)."""
+        cursor = self.db.conn.execute(sql, args)
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        return dict(zip([d[0] for d in cursor.description], row, strict=True))
+
     def get(self, job_id: int) -> Row | None:
-        rows = list(self.db.query("select * from jobs where id = ?", [job_id]))
-        return rows[0] if rows else None
+        return self._one("select * from jobs where id = ?", [job_id])
 
     def by_key(self, key: str) -> Row | None:
-        rows = list(self.db.query("select * from jobs where key = ?", [key]))
-        return rows[0] if rows else None
+        return self._one("select * from jobs where key = ?", [key])
 
     def active_at_path(self, folder: str, path: str) -> Row | None:
         """The unfinished job whose original is at `path`, if any."""
@@ -185,13 +192,10 @@ class Ledger:
         # a repeated hint must not read it again nor, for a file rejected before hashing,
         # record a second failing job for it.
         marks = ",".join("?" * len(UNFINISHED))
-        rows = list(
-            self.db.query(
-                f"select * from jobs where folder = ? and path = ? and state in ({marks})",
-                [folder, path, *UNFINISHED],
-            )
+        return self._one(
+            f"select * from jobs where folder = ? and path = ? and state in ({marks})",
+            [folder, path, *UNFINISHED],
         )
-        return rows[0] if rows else None
 
     def in_state(
         self, *states: State, folder: str | None = None, limit: int | None = None
