@@ -28,3 +28,14 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     ci = (Path(__file__).parent.parent / ".ci" / "run").read_text()
     assert "pip install -q -e '.[test]'" in ci and "\npython -m pytest" in ci
     assert "ruff check" in ci
+
+
+def test_the_readme_config_example_is_a_valid_config(tmp_path) -> None:
+    from watchd.config import load_config
+
+    example = re.findall(r"```yaml\n(.*?)```", README, re.S)[0]
+    path = tmp_path / "watchd.yaml"
+    path.write_text(example)
+    cfg = load_config(path)
+    assert [f.name for f in cfg.folders] == ["products", "banners", "square"]
+    assert str(cfg.folders[0].inbox) == "/srv/watchd/products/inbox"
