@@ -238,7 +238,10 @@ def test_a_file_renamed_while_waiting_keeps_its_job_and_a_vanished_one_costs_not
 def test_the_processing_time_is_learned_from_the_api_not_from_a_late_first_poll() -> None:
     from watchd.engine import _processing_time
 
-    # The API's own timestamps, as epoch seconds (strings), milliseconds or ISO dates.
+    # The API's own time_elapsed (seconds, or milliseconds when over 1000) comes first.
+    assert _processing_time({"time_elapsed": "9.512", "created_at": "100"}, 0, None, 1) == 9.512
+    assert _processing_time({"time_elapsed": 9512}, 0, None, 1) == 9.512
+    # Else its timestamps, as epoch seconds (strings), milliseconds or ISO dates.
     assert _processing_time({"created_at": "100.0", "completed_at": "109.5"}, 0, None, 500) == 9.5
     ms = {"created_at": 1_795_000_000_000, "completed_at": 1_795_000_009_500}
     assert _processing_time(ms, 0, None, 1) == 9.5
@@ -281,3 +284,23 @@ def test_an_original_that_cannot_be_moved_waits_and_is_moved_later(tmp_path, sim
     asyncio.run(later())
     assert engine2.ledger.jobs()[0]["state"] == "done"
     assert files(tmp_path / "f/done") == ["m.png"]
+
+
+def test_what_was_learned_about_processing_times_survives_a_restart(tmp_path, sim) -> None:
+    engine = make_engine(tmp_path, sim)
+    src = tmp_path / "f/inbox/t.png"
+    drop(src, seed=40)
+
+    async def scenario() -> None:
+        await engine.take("f", src)
+        await run_until(engine, lambda: all_terminal(engine))
+
+    asyncio.run(scenario())
+    learned = engine.ledger.jobs()[0]["task_seconds"]
+    assert learned is not None and 0 < learned < 1  # the simulator's 0.05–0.1 s, not a guess
+    restarted = make_engine(tmp_path, sim)
+    restarted.ledger = engine.ledger
+    restarted.model = type(engine.model)()
+    for folder, seconds in engine.ledger.durations():
+        restarted.model.observe(folder, seconds)
+    assert restarted.model.quantile("f", 0.95) == learned

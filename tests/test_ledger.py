@@ -91,7 +91,7 @@ def test_a_ledger_made_by_the_first_schema_is_migrated_forward(tmp_path: Path):
     """An older ledger gains the new columns; its jobs are kept."""
     path = tmp_path / "watchd.db"
     db = Database(path)
-    migrations.apply(db, stop_before="m002_jobs_polled_at_download_tries")
+    migrations.apply(db, stop_before="m002_jobs_polled_at_download_tries")  # an m001 ledger
     db["jobs"].insert({"folder": "f", "key": "k", "path": "/p", "name": "p", "state": "waiting"})
     db.close()
     ledger = Ledger.open(path)
@@ -422,15 +422,15 @@ def test_counts_are_per_folder_and_state(ledger: Ledger):
     assert ledger.counts() == {"a": {"waiting": 1, "submitting": 1}, "b": {"waiting": 1}}
 
 
-def test_durations_are_recent_task_times_newest_first(ledger: Ledger):
-    def task(name, folder, submitted, processed):
-        ledger.add_job(fields(name, folder=folder, submitted_at=submitted, processed_at=processed))
+def test_durations_are_the_learned_task_times_newest_first(ledger: Ledger):
+    def task(name, folder, processed, seconds):
+        ledger.add_job(fields(name, folder=folder, processed_at=processed, task_seconds=seconds))
 
-    task("1.png", "a", 100.0, 112.0)
-    task("2.png", "b", 100.0, 130.0)
-    task("3.png", "a", 200.0, 205.0)
-    task("4.png", "a", 300.0, None)  # still processing
-    task("5.png", "a", 400.0, 390.0)  # an older task's time with a newer submit: not a sample
+    task("1.png", "a", 112.0, 12.0)
+    task("2.png", "b", 130.0, 30.0)
+    task("3.png", "a", 205.0, 5.0)
+    task("4.png", "a", None, None)  # still processing
+    task("5.png", "a", 400.0, None)  # finished at the first poll: nothing was learned
     assert ledger.durations() == [("a", 5.0), ("b", 30.0), ("a", 12.0)]
     assert ledger.durations(limit=1) == [("a", 5.0)]
 

@@ -3,6 +3,7 @@
 import pytest
 
 from watchd.scheduler import (
+    FOLDER_SAMPLES,
     IDLE,
     MIN_SAMPLES,
     Candidate,
@@ -50,14 +51,14 @@ TEN = {"a": [float(s) for s in range(10, 20)]}
 
 
 def test_the_model_uses_the_folders_own_times_once_it_has_enough():
-    model = model_with({"a": [10.0] * MIN_SAMPLES, "b": [100.0] * MIN_SAMPLES})
+    model = model_with({"a": [10.0] * FOLDER_SAMPLES, "b": [100.0] * FOLDER_SAMPLES})
     assert model.quantile("a", 0.9) == 10.0
     assert model.quantile("b", 0.9) == 100.0
 
 
 def test_the_model_falls_back_to_all_folders_for_a_folder_with_few_samples():
-    model = model_with({"a": [10.0] * MIN_SAMPLES, "b": [100.0] * (MIN_SAMPLES - 1)})
-    assert model.quantile("b", 0.0) == 10.0  # the pooled times, not b's own four
+    model = model_with({"a": [10.0] * FOLDER_SAMPLES, "b": [100.0] * (FOLDER_SAMPLES - 1)})
+    assert model.quantile("b", 0.0) == 10.0  # the pooled times, not b's own few
     assert model.quantile("new", 0.0) == 10.0
     assert model.quantile("b", 1.0) == 100.0
 
@@ -312,3 +313,10 @@ def test_after_the_first_poll_a_learned_task_is_polled_every_interval() -> None:
     s = scheduler(model=model_with({"a": [10.0] * MIN_SAMPLES}))
     assert s.next_poll_at(0.0, "a", 0.0, 0, contended=True) == 10.0
     assert s.next_poll_at(10.0, "a", 0.0, 1, contended=True) == 10.0 + POLL_INTERVAL
+
+
+def test_once_a_time_is_learned_early_tasks_wait_for_it_too() -> None:
+    """A task polled by the backoff before anything was learned is not polled again before
+    the learned time, whatever its poll count."""
+    s = scheduler(model=model_with({"a": [10.0] * MIN_SAMPLES}))
+    assert s.next_poll_at(5.0, "a", 0.0, polls_done=2, contended=True) == 10.0

@@ -115,6 +115,13 @@ def m003_index_waiting_by_folder(db: Database) -> None:
     db["jobs"].create_index(["state", "folder", "id"])
 
 
+@migrations()
+def m004_jobs_task_seconds(db: Database) -> None:
+    """How long the task took, as learned (the API's timestamps, or between two polls).
+    `processed_at - submitted_at` is only an upper bound once first polls are deferred."""
+    db["jobs"].add_column("task_seconds", float)
+
+
 SCHEMA_VERSION = len(migrations._migrations)
 
 
@@ -260,15 +267,14 @@ class Ledger:
         return list(self.db.query("select * from events where job_id = ? order by id", [job_id]))
 
     def durations(self, limit: int = 200) -> list[tuple[str, float]]:
-        """(folder, seconds from create to finished) of recent tasks: the polling model learns
-        the processing time from these, so it survives restarts."""
+        """(folder, processing seconds) of recent tasks, as learned when they finished: the
+        polling model reloads these on start, so what it learned survives restarts."""
         rows = self.db.query(
-            "select folder, processed_at - submitted_at d from jobs"
-            " where processed_at is not null and submitted_at is not null"
-            " and processed_at >= submitted_at order by processed_at desc limit ?",
+            "select folder, task_seconds from jobs where task_seconds is not null"
+            " order by processed_at desc limit ?",
             [limit],
         )
-        return [(r["folder"], r["d"]) for r in rows]
+        return [(r["folder"], r["task_seconds"]) for r in rows]
 
     def jobs(
         self,

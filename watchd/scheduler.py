@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 FIRST_POLL_QUANTILE = 0.95
-MIN_SAMPLES = 3
+MIN_SAMPLES = 1  # one exact time from the API's timestamps already beats guessing
+FOLDER_SAMPLES = 3  # a folder's own times are used once it has this many; before, everyone's
 MAX_POLLS_IN_A_ROW = 2
 
 
@@ -80,7 +81,7 @@ class DurationModel:
     def quantile(self, folder: str, q: float) -> float | None:
         """The q-quantile of the folder's recent times, else of all folders', else None."""
         samples = self._by_folder.get(folder)
-        if samples is None or len(samples) < MIN_SAMPLES:
+        if samples is None or len(samples) < FOLDER_SAMPLES:
             samples = self._all
         if len(samples) < MIN_SAMPLES:
             return None
@@ -146,6 +147,6 @@ class Scheduler:
             # Nothing learned yet and requests queue for the budget: back off (1, 2, 4, 8 ×
             # poll_interval) rather than spend a token a second on every young task.
             return now + self.poll_interval * 2 ** min(polls_done, 3)
-        if polls_done == 0:
-            at = max(at, submitted_at + expected)
-        return at
+        # Never before the learned time: tasks polled by the backoff before anything was
+        # learned also wait for it once it is known.
+        return max(at, submitted_at + expected)
