@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -88,10 +88,10 @@ RECENT_WRITE = 10.0  # seconds: a truncated file younger than this may still be 
 
 @dataclass(frozen=True)
 class Payload:
+    """Exactly the bytes to send: the checked original (or its `fit`) and the mask."""
+
     image: bytes
     mask: bytes | None
-    image_name: str
-    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def settings_of(folder: FolderConfig) -> dict[str, Any]:
@@ -241,4 +241,4 @@ def upload_payload(job: dict[str, Any], settings: dict[str, Any]) -> Payload:
             raise ChangedOnDisk(job["mask_path"])
         mask = mask_file.data
     image, mask = _upload_bytes(original.data, mask, settings)
-    return Payload(image, mask, job["name"], settings)
+    return Payload(image, mask)

@@ -90,6 +90,16 @@ class ResultSteps:
                 ),
             )
             return
+        delay = self._back_off(job, tries, "download_retry", reason, error_reason=reason)
+        self._job_log(job).warning(
+            "result not saved yet; will retry", reason=reason, retry_in=round(delay, 1)
+        )
+
+    def _back_off(
+        self, job: dict[str, Any], tries: int, note: str, error: str, **fields: Any
+    ) -> float:
+        """Note a failed try of this step on the job and put the next one off (exponential
+        backoff with jitter, capped); returns the delay."""
         delay = backoff_delay(
             min(tries, 10),
             base=self.cfg.retry.base_delay,
@@ -98,15 +108,13 @@ class ResultSteps:
         )
         self.ledger.update(
             job["id"],
-            {"error": reason},
-            note="download_retry",
+            {"error": error},
+            note=note,
             not_before=self.clock() + delay,
             download_tries=tries,
-            error_reason=reason,
+            **fields,
         )
-        self._job_log(job).warning(
-            "result not saved yet; will retry", reason=reason, retry_in=round(delay, 1)
-        )
+        return delay
 
     def _plan_outputs(
         self, job: dict[str, Any], settings: dict[str, Any], finished: list[tuple[bytes, str]]
@@ -142,19 +150,7 @@ class ResultSteps:
     def _move_retry(self, job: dict[str, Any], where: str, exc: OSError) -> None:
         """The original could not be moved (a full disk, a permission): try again later."""
         tries = (job["download_tries"] or 0) + 1
-        delay = backoff_delay(
-            min(tries, 10),
-            base=self.cfg.retry.base_delay,
-            cap=self.cfg.retry.max_delay,
-            rng=self.rng,
-        )
-        self.ledger.update(
-            job["id"],
-            {"error": str(exc)},
-            note="move_retry",
-            not_before=self.clock() + delay,
-            download_tries=tries,
-        )
+        delay = self._back_off(job, tries, "move_retry", str(exc))
         self._job_log(job).warning(
             f"could not move the original to {where}; will retry",
             error=str(exc),
