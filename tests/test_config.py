@@ -760,3 +760,12 @@ def test_unreadable_config_file_is_one_issue(tmp_path: Path) -> None:
     path.chmod(0)
     with pytest.raises(ConfigError, match="permission denied"):
         load_config(path)
+
+
+def test_a_missing_inbox_is_one_error_not_three(tmp_path):
+    """done/ and failed/ default beside the inbox: without one, only the inbox is named."""
+    path = tmp_path / "watchd.yaml"
+    path.write_text("folders:\n  - name: a\n    outbox: out\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert [i.path for i in caught.value.issues] == ["folders[0].inbox"]

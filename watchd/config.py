@@ -874,7 +874,11 @@ def _folders(
         try:
             built.append(FolderConfig.model_validate(draft.data))
         except ValidationError as exc:
-            for err in exc.errors():
+            errors = exc.errors()
+            no_inbox = any(e["type"] == "missing" and e["loc"] == ("inbox",) for e in errors)
+            for err in errors:
+                if no_inbox and err["type"] == "missing" and err["loc"] in (("done",), ("failed",)):
+                    continue  # they default beside the inbox: its own error says it all
                 issues.add(draft.where(err["loc"]), _message(err))
     return built
 
