@@ -477,3 +477,18 @@ def test_meta_values_are_set_replaced_and_deleted(ledger: Ledger):
     ledger.set_meta("paused", None)
     assert ledger.get_meta("paused") is None
     ledger.set_meta("never-set", None)  # deleting a missing key is fine
+
+
+def test_a_folder_pause_lives_in_the_ledger_and_is_lifted_by_resume(tmp_path) -> None:
+    path = tmp_path / "watchd.db"
+    ledger = Ledger.open(path)
+    ledger.pause_folder("banners", "checking the new mask", by="cli")
+    ledger.close()
+    again = Ledger.open(path)  # a restart keeps it
+    paused = again.paused_folders()
+    assert list(paused) == ["banners"]
+    assert paused["banners"]["reason"] == "checking the new mask"
+    assert paused["banners"]["by"] == "cli"
+    assert again.resume_folder("banners") is True
+    assert again.paused_folders() == {}
+    assert again.resume_folder("banners") is False

@@ -30,7 +30,7 @@ from watchd.intake import NeedsMask, Rejected, StillWriting
 from watchd.ledger import Ledger
 from watchd.lifecycle import State
 from watchd.lock import StateLock
-from watchd.notify import Notifier
+from watchd.sdnotify import Notifier
 from watchd.settle import SettleTracker, Stat
 from watchd.watch import Watcher, WatchSpec
 

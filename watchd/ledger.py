@@ -24,6 +24,7 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from watchd.lifecycle import IN_FLIGHT, TERMINAL, Event, State, Step, step
+from watchd.observe import Observers, Transition
 
 Row = dict[str, Any]
 Clock = Callable[[], float]
@@ -135,6 +136,7 @@ class Ledger:
     def __init__(self, db: Database, clock: Clock = time.time) -> None:
         self.db = db
         self.clock = clock
+        self.observers = Observers()  # told of every committed transition (observe.py)
         migrations.apply(db)
 
     @classmethod
@@ -322,6 +324,8 @@ class Ledger:
                 job_id = self._insert("jobs", row)
                 self._event(job_id, "recorded", None, state.value, {"path": fields.get("path")})
                 ids.append(job_id)
+        for job_id in ids:
+            self._emit(job_id, "recorded", None, state.value, None)
         return ids
 
     def transition(
@@ -342,7 +346,34 @@ class Ledger:
                 update["finished_at"] = now
             self.db["jobs"].update(job_id, update)
             self._event(job_id, event.value, row["state"], result.state.value, detail)
+        self._emit(job_id, event.value, row["state"], result.state.value, detail)
         return result
+
+    def _emit(
+        self,
+        job_id: int,
+        event: str,
+        src: str | None,
+        dst: str | None,
+        detail: Mapping[str, Any] | None,
+    ) -> None:
+        """Tell the observers, after the commit (never of a change a crash could undo)."""
+        if not self.observers:
+            return
+        row = self.get(job_id) or {}
+        self.observers.emit(
+            Transition(
+                job_id=job_id,
+                folder=row.get("folder", ""),
+                name=row.get("name", ""),
+                event=event,
+                src=src,
+                dst=dst,
+                at=self.clock(),
+                detail=dict(detail or {}),
+                job=row,
+            )
+        )
 
     def update(
         self,
@@ -403,6 +434,25 @@ class Ledger:
         rows = list(self.db.query("select value from meta where key = ?", [key]))
         return rows[0]["value"] if rows else None
 
+    def pause_folder(self, folder: str, reason: str, *, by: str = "operator") -> None:
+        """Stop creates for `folder`: its files wait in the inbox, tasks in flight finish.
+        Lives in the ledger, so it survives restarts and any process can set it."""
+        note = {"reason": reason, "by": by, "at": self.clock()}
+        self.set_meta(f"{_PAUSE}{folder}", json.dumps(note))
+
+    def resume_folder(self, folder: str) -> bool:
+        """Lift a folder pause; False if it was not paused."""
+        was = self.get_meta(f"{_PAUSE}{folder}") is not None
+        self.set_meta(f"{_PAUSE}{folder}", None)
+        return was
+
+    def paused_folders(self) -> dict[str, dict[str, Any]]:
+        """{folder: {"reason", "by", "at"}} for every paused folder."""
+        rows = self.db.execute(
+            "select key, value from meta where key like ?", [f"{_PAUSE}%"]
+        ).fetchall()
+        return {key[len(_PAUSE) :]: json.loads(value) for key, value in rows}
+
     def set_meta(self, key: str, value: str | None) -> None:
         with self.atomic():
             if value is None:
@@ -411,6 +461,7 @@ class Ledger:
                 self.db["meta"].upsert({"key": key, "value": value}, pk="key")
 
 
+_PAUSE = "pause:"  # meta key prefix of a paused folder
 _JSON_COLUMNS = ("params", "post", "results", "outputs")
 
 

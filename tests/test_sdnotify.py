@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from watchd.notify import Notifier
+from watchd.sdnotify import Notifier
 
 
 class Receiver:
