@@ -27,6 +27,7 @@ import yaml
 from tests.e2e import drop, files, folder_paths
 from watchd.cli import cli, main
 from watchd.ledger import Ledger
+from watchd.lifecycle import State
 from watchd.sim import SimConfig, Simulator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -323,6 +324,42 @@ def test_retry_of_an_unknown_job_id_is_one_line(cfg: Path, watchd: Any) -> None:
     line = one_clear_line(watchd("retry", "424242", "-c", str(cfg)))
 
     assert "424242" in line
+
+
+def test_retry_failed_goes_on_past_a_job_whose_original_is_gone(cfg: Path, watchd: Any) -> None:
+    """`retry --failed` tries every failed job and sums up; one missing original does not
+    stop the others."""
+    from watchd.lifecycle import Event
+
+    ledger = Ledger.open(cfg.parent / "state" / "watchd.db")
+    failed_dir = cfg.parent / "products" / "failed"
+    failed_dir.mkdir(parents=True, exist_ok=True)
+    ids = []
+    for name in ("gone.png", "here.png"):
+        fields = {"folder": "products", "key": f"products:{name}:", "name": name}
+        job = ledger.add_job({**fields, "path": str(failed_dir / name)}, state=State.FAILING)
+        ledger.commit(job, Event.MOVED)
+        ids.append(job)
+    ledger.close()
+    drop(failed_dir / "here.png", seed=3)  # gone.png's original is not there any more
+
+    result = watchd("retry", "--failed", "-c", str(cfg))
+
+    assert result.returncode != 0
+    assert f"job {ids[0]}: not retried" in result.stderr
+    assert f"job {ids[1]}: original back in the inbox" in result.stdout
+    assert "1 of 2 jobs retried" in result.stderr
+    assert (cfg.parent / "products" / "inbox" / "here.png").exists()
+
+
+def test_a_damaged_ledger_is_one_line_that_says_what_to_do(cfg: Path, watchd: Any) -> None:
+    db = cfg.parent / "state" / "watchd.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    db.write_bytes(b"not a ledger at all" * 200)
+
+    line = one_clear_line(watchd("status", "-c", str(cfg)))
+
+    assert str(db) in line and "move the file" in line
 
 
 # -- watchd process (no daemon) ---------------------------------------------------------------

@@ -3,12 +3,14 @@ checks the pragmas and that readers and a second writer get along with the daemo
 
 import hashlib
 import json
+import os
 import sqlite3
 from pathlib import Path
 
 import pytest
 from sqlite_utils import Database
 
+from watchd.clock import FakeClock as SimClock
 from watchd.ledger import (
     SCHEMA_VERSION,
     Ledger,
@@ -16,17 +18,24 @@ from watchd.ledger import (
     job_key,
     migrations,
 )
-from watchd.lifecycle import Event, IllegalTransition, State
+from watchd.lifecycle import Event, IllegalData, IllegalTransition, State
 
 S, E = State, Event
 
 
-class FakeClock:
-    def __init__(self, now: float = 1_000.0) -> None:
-        self.now = now
+class FakeClock(SimClock):
+    """The fake clock, with `now` (wall) that a test moves forward."""
 
-    def __call__(self) -> float:
-        return self.now
+    def __init__(self) -> None:
+        super().__init__(wall=1_000.0, mono=1_000.0)
+
+    @property
+    def now(self) -> float:
+        return self.wall()
+
+    @now.setter
+    def now(self, value: float) -> None:
+        self.advance(value - self.wall())
 
 
 @pytest.fixture
@@ -45,7 +54,7 @@ def states_sequence(rows) -> list[str]:
 
 
 def fields(name: str = "a.png", folder: str = "photos", data: bytes | None = None, **extra):
-    sha = hashlib.sha256(data if data is not None else name.encode()).hexdigest()
+    sha = hashlib.sha256(data if data is not None else os.fsencode(name)).hexdigest()
     return {
         "folder": folder,
         "key": job_key(folder, sha),
@@ -63,7 +72,7 @@ def ids(rows: list[dict]) -> list[int]:
 
 def walk(ledger: Ledger, job_id: int, *events: Event) -> None:
     for event in events:
-        ledger.transition(job_id, event)
+        ledger.commit(job_id, event)
 
 
 def state_of(ledger: Ledger, job_id: int) -> str:
@@ -96,7 +105,8 @@ def test_a_ledger_made_by_the_first_schema_is_migrated_forward(tmp_path: Path):
     db.close()
     ledger = Ledger.open(path)
     row = ledger.by_key("k")
-    assert row is not None and row["polled_at"] is None and row["download_tries"] == 0
+    assert row is not None and row["tries"] == 0 and row["due"] is None
+    assert "not_before" not in row and "polled_at" not in row  # the table owns bookkeeping
 
 
 def test_reopening_a_file_keeps_the_jobs(tmp_path: Path):
@@ -129,13 +139,13 @@ def test_a_reader_sees_the_last_commit_while_a_write_is_open(tmp_path: Path):
     job_id = ledger.add_job(fields())
     reader = sqlite3.connect(path, timeout=0)  # no waiting: blocked would raise at once
     with ledger.atomic():
-        ledger.transition(job_id, E.SUBMIT)
+        ledger.commit(job_id, E.SUBMIT)
         assert reader.execute("select state from jobs").fetchone() == ("waiting",)
     assert reader.execute("select state from jobs").fetchone() == ("submitting",)
     # An open read transaction does not stop the writer from committing (WAL).
     reader.execute("begin")
     assert reader.execute("select state from jobs").fetchone() == ("submitting",)
-    ledger.transition(job_id, E.CREATED, task_id="t1")
+    ledger.commit(job_id, E.CREATED, task_id="t1")
     assert reader.execute("select state from jobs").fetchone() == ("submitting",)  # snapshot
     reader.execute("commit")
     assert reader.execute("select state from jobs").fetchone() == ("processing",)
@@ -147,27 +157,31 @@ def test_a_transition_survives_another_writer_committing_during_it(tmp_path: Pat
     """`watchd retry` writing at the wrong moment must not make the daemon's transition fail
     with "database is locked": the transition holds the write lock from its first read."""
     path = tmp_path / "watchd.db"
-    other: sqlite3.Connection | None = None
     refused: list[str] = []
 
-    def meddling_clock() -> float:
-        # transition() reads the clock between reading the row and writing it.
-        if other is not None and not refused:
-            try:
-                other.execute("insert into meta (key, value) values ('by', 'other')")
-                other.commit()
-                refused.append("no")
-            except sqlite3.OperationalError as exc:
-                refused.append(str(exc))
-        return 5.0
+    class Meddled(Ledger):
+        other: sqlite3.Connection | None = None
 
-    ledger = Ledger.open(path, clock=meddling_clock)
+        def get(self, job_id: int):  # type: ignore[no-untyped-def]
+            # commit() reads the row, then writes: another writer tries in between.
+            if self.other is not None and not refused:
+                try:
+                    self.other.execute("insert into meta (key, value) values ('by', 'other')")
+                    self.other.commit()
+                    refused.append("no")
+                except sqlite3.OperationalError as exc:
+                    refused.append(str(exc))
+            return super().get(job_id)
+
+    conn = sqlite3.connect(str(path), timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    ledger = Meddled(Database(conn))
     job_id = ledger.add_job(fields())
-    other = sqlite3.connect(path, timeout=0)
-    ledger.transition(job_id, E.SUBMIT)
+    Meddled.other = sqlite3.connect(path, timeout=0)
+    ledger.commit(job_id, E.SUBMIT)
     assert state_of(ledger, job_id) == "submitting"
     assert refused == ["database is locked"]  # the other writer waits its turn instead
-    other.close()
+    Meddled.other.close()
     ledger.close()
 
 
@@ -244,9 +258,14 @@ def test_a_batch_with_a_bad_row_records_nothing(ledger: Ledger):
 
 def test_structured_columns_are_stored_as_json_and_paths_as_text(ledger: Ledger):
     job_id = ledger.add_job(
-        fields(params={"top": 0.1}, post={"done": "/d"}, mask_path=Path("/in/m.png"))
+        fields(
+            params={"top": 0.1},
+            post={"done": "/d"},
+            mask_path=Path("/in/m.png"),
+            outputs=[{"path": "/out/a.png"}],
+            results=["https://x/r.png"],
+        )
     )
-    ledger.update(job_id, outputs=[{"path": "/out/a.png"}], results=["https://x/r.png"])
     row = ledger.get(job_id)
     assert row is not None
     assert row["params"] == '{"top": 0.1}'
@@ -258,18 +277,38 @@ def test_structured_columns_are_stored_as_json_and_paths_as_text(ledger: Ledger)
     assert row["mask_path"] == "/in/m.png"
 
 
+def test_names_that_are_not_utf8_round_trip_exactly(ledger: Ledger):
+    """A Latin-1 name from an old SMB client reaches Python with surrogate escapes; SQLite
+    cannot store that as text, so it goes in as its exact bytes and comes back the same."""
+
+
+    name = os.fsdecode(b"caf\xe9.png")
+    path = f"/in/photos/{name}"
+    job_id = ledger.add_job({**fields(name), "path": path})
+    row = ledger.get(job_id)
+    assert row is not None and row["path"] == path and row["name"] == name
+    assert os.fsencode(row["path"]) == b"/in/photos/caf\xe9.png"
+    found = ledger.active_at_path("photos", path)
+    assert found is not None and found["id"] == job_id
+    ledger.commit(job_id, E.RENAMED, path=path + "2")
+    assert ledger.at_path("photos", path + "2")["id"] == job_id  # type: ignore[index]
+    ledger.commit(job_id, E.SUBMIT)
+    assert ledger.jobs()[0]["name"] == name
+
+
 # -- transitions ------------------------------------------------------------------------
 
 
 def test_a_transition_commits_the_state_fields_and_an_event(ledger: Ledger, clock: FakeClock):
     job_id = ledger.add_job(fields())
     clock.now = 1_010.0
-    result = ledger.transition(job_id, E.SUBMIT, {"attempt": 1}, attempts=1, submitted_at=1_010.0)
-    assert result.state is S.SUBMITTING and result.actions == ("send_create",)
+    result = ledger.commit(job_id, E.SUBMIT, {"attempt": 1}, submitted_at=1_010.0, started=7.0)
+    assert result.state is S.SUBMITTING and result.work is not None
     assert not ledger.db.conn.in_transaction  # committed, before the caller acts
     row = ledger.get(job_id)
     assert row is not None
     assert (row["state"], row["attempts"], row["submitted_at"]) == ("submitting", 1, 1_010.0)
+    assert row["started"] == 7.0 and row["due"] == ledger.clock.mono()
     assert row["updated_at"] == 1_010.0 and row["finished_at"] is None
     event = ledger.events_of(job_id)[-1]
     assert event["event"] == "submit"
@@ -278,12 +317,22 @@ def test_a_transition_commits_the_state_fields_and_an_event(ledger: Ledger, cloc
     assert json.loads(event["detail"]) == {"attempt": 1}
 
 
+def test_bookkeeping_outside_the_table_is_refused(ledger: Ledger):
+    """No writer but the table: an event may set only the fields it declares."""
+    job_id = ledger.add_job(fields())
+    before = ledger.get(job_id)
+    with pytest.raises(IllegalData):
+        ledger.commit(job_id, E.SUBMIT, attempts=7)
+    assert ledger.get(job_id) == before
+    assert not hasattr(ledger, "update") and not hasattr(ledger, "add_requests")
+
+
 def test_an_illegal_transition_raises_and_changes_nothing(ledger: Ledger, clock: FakeClock):
     job_id = ledger.add_job(fields())
     before, events_before = ledger.get(job_id), ledger.events_of(job_id)
     clock.now += 60
     with pytest.raises(IllegalTransition):
-        ledger.transition(job_id, E.MOVED, task_id="t-should-not-stick", attempts=9)
+        ledger.commit(job_id, E.MOVED, task_id="t-should-not-stick", attempts=9)
     assert ledger.get(job_id) == before
     assert ledger.events_of(job_id) == events_before
     assert not ledger.db.conn.in_transaction
@@ -291,14 +340,14 @@ def test_an_illegal_transition_raises_and_changes_nothing(ledger: Ledger, clock:
 
 def test_a_transition_of_an_unknown_job_raises_key_error(ledger: Ledger):
     with pytest.raises(KeyError):
-        ledger.transition(42, E.SUBMIT)
+        ledger.commit(42, E.SUBMIT)
 
 
 def test_an_outer_atomic_block_rolls_back_its_transitions_together(ledger: Ledger):
     job_id = ledger.add_job(fields())
     with pytest.raises(RuntimeError), ledger.atomic():
-        ledger.transition(job_id, E.SUBMIT)
-        ledger.add_requests(job_id)
+        ledger.commit(job_id, E.SUBMIT)
+        ledger.commit(job_id, E.CREATED, task_id="t-1")
         raise RuntimeError("crash before the block ends")
     row = ledger.get(job_id)
     assert row is not None
@@ -318,11 +367,11 @@ def test_finished_at_is_set_when_a_job_ends(ledger: Ledger, clock: FakeClock, ev
     job_id = ledger.add_job(fields())
     for event in events[:-1]:
         clock.now += 1
-        ledger.transition(job_id, event)
+        ledger.commit(job_id, event)
         row = ledger.get(job_id)
         assert row is not None and row["finished_at"] is None
     clock.now += 1
-    ledger.transition(job_id, events[-1])
+    ledger.commit(job_id, events[-1])
     row = ledger.get(job_id)
     assert row is not None
     assert (row["state"], row["finished_at"]) == (end, clock.now)
@@ -342,33 +391,35 @@ def test_the_event_history_reads_as_the_state_chain(ledger: Ledger):
     assert ledger.events_of(job_id)[-1]["event"] == "duplicate"
 
 
-def test_update_with_a_note_writes_an_event_and_keeps_the_state(ledger: Ledger, clock: FakeClock):
+def test_a_rename_is_a_transition_that_keeps_the_state(ledger: Ledger, clock: FakeClock):
     job_id = ledger.add_job(fields())
     clock.now += 5
-    ledger.update(job_id, {"from": "/in/a", "to": "/in/b"}, note="renamed", path="/in/b")
+    ledger.commit(job_id, E.RENAMED, {"from": "/in/a", "to": "/in/b"}, path="/in/b")
     row = ledger.get(job_id)
     assert row is not None
     assert (row["state"], row["path"], row["updated_at"]) == ("waiting", "/in/b", clock.now)
     event = ledger.events_of(job_id)[-1]
-    assert (event["event"], event["from_state"], event["to_state"]) == ("renamed", None, None)
+    assert (event["event"], event["from_state"], event["to_state"]) == (
+        "renamed",
+        "waiting",
+        "waiting",
+    )
     assert json.loads(event["detail"]) == {"from": "/in/a", "to": "/in/b"}
 
 
-def test_update_without_a_note_writes_no_event(ledger: Ledger):
+def test_a_note_writes_an_event_and_changes_nothing_else(ledger: Ledger):
     job_id = ledger.add_job(fields())
-    ledger.update(job_id, not_before=2_000.0)
-    row = ledger.get(job_id)
-    assert row is not None and row["not_before"] == 2_000.0
-    assert len(ledger.events_of(job_id)) == 1
+    before = ledger.get(job_id)
+    ledger.note(job_id, "duplicate", {"path": "/in/x"})
+    assert ledger.get(job_id) == before
+    assert ledger.events_of(job_id)[-1]["event"] == "duplicate"
 
 
-def test_requests_are_counted_per_job(ledger: Ledger):
+def test_requests_are_counted_by_the_events_that_record_answers(ledger: Ledger):
     job_id = ledger.add_job(fields())
-    ledger.add_requests(job_id)
-    ledger.add_requests(job_id, 2)
+    walk(ledger, job_id, E.SUBMIT, E.CREATED, E.POLL_PENDING, E.POLL_ERROR, E.POLL_DONE)
     row = ledger.get(job_id)
-    assert row is not None and row["requests"] == 3
-    assert not ledger.db.conn.in_transaction
+    assert row is not None and row["requests"] == 4 and row["polls"] == 2
 
 
 # -- queries ----------------------------------------------------------------------------
@@ -376,11 +427,11 @@ def test_requests_are_counted_per_job(ledger: Ledger):
 
 def test_oldest_waiting_respects_backoff_busy_jobs_folders_and_age(ledger: Ledger):
     now = 1_000.0
-    later = ledger.add_job(fields("1.png", not_before=now + 10))
-    plain = ledger.add_job(fields("2.png"))
-    past = ledger.add_job(fields("3.png", not_before=now - 1))
+    later = ledger.add_job(fields("1.png", due=now + 10))
+    plain = ledger.add_job(fields("2.png", due=None))
+    past = ledger.add_job(fields("3.png", due=now - 1))
     submitted = ledger.add_job(fields("0.png"))
-    ledger.transition(submitted, E.SUBMIT)
+    ledger.commit(submitted, E.SUBMIT)
     assert ids(ledger.oldest_waiting("photos", now)) == [plain]
     assert ids(ledger.oldest_waiting("photos", now + 10)) == [later]
     assert ids(ledger.oldest_waiting("photos", now, exclude=[plain])) == [past]
@@ -388,14 +439,67 @@ def test_oldest_waiting_respects_backoff_busy_jobs_folders_and_age(ledger: Ledge
     assert ledger.oldest_waiting("other", now) == []
 
 
-def test_next_waiting_time_is_the_earliest_backoff_still_to_come(ledger: Ledger):
-    assert ledger.next_waiting_time(0.0) is None
-    ledger.add_job(fields("1.png", not_before=50.0))
-    ledger.add_job(fields("2.png", not_before=20.0))
-    ledger.add_job(fields("3.png"))  # ready at once: not a time to wait for
-    assert ledger.next_waiting_time(0.0) == 20.0
-    assert ledger.next_waiting_time(30.0) == 50.0
-    assert ledger.next_waiting_time(60.0) is None
+def test_next_due_is_the_earliest_due_time_still_to_come(ledger: Ledger):
+    assert ledger.next_due([S.WAITING], 0.0) is None
+    ledger.add_job(fields("1.png", due=50.0))
+    ledger.add_job(fields("2.png", due=20.0))
+    ledger.add_job(fields("3.png", due=None))  # due at once: not a time to wait for
+    assert ledger.next_due([S.WAITING], 0.0) == 20.0
+    assert ledger.next_due([S.WAITING], 30.0) == 50.0
+    assert ledger.next_due([S.WAITING], 60.0) is None
+    assert ledger.next_due([S.PROCESSING], 0.0) is None
+
+
+def test_due_lists_the_jobs_whose_step_is_due_most_overdue_first(ledger: Ledger):
+    a = ledger.add_job(fields("1.png", due=30.0), state=S.FAILING)
+    b = ledger.add_job(fields("2.png", due=10.0), state=S.FAILING)
+    ledger.add_job(fields("3.png", due=99.0), state=S.FAILING)
+    ledger.add_job(fields("4.png", due=5.0))  # waiting: not asked for
+    assert ids(ledger.due([S.FAILING], 40.0)) == [b, a]
+    assert ids(ledger.due([S.FAILING], 40.0, exclude=[b])) == [a]
+    assert ids(ledger.due([S.FAILING], 40.0, only=[a])) == [a]
+
+
+def test_the_ledgers_monotonic_time_goes_on_across_a_reboot(tmp_path: Path):
+    """Deadlines are monotonic; a reboot restarts the system's monotonic clock, so the
+    ledger shifts it to go on from where the last run left off."""
+    clock = SimClock(mono=50_000.0)
+    path = tmp_path / "watchd.db"
+    first = Ledger.open(path, clock)
+    job_id = first.add_job(fields(due=first.clock.mono() + 100))  # a backoff: 100 s left
+    first.touch_clock()
+    first.close()
+    clock.reboot(downtime=3600)  # the system clock restarts near zero
+    again = Ledger.open(path, clock)
+    row = again.get(job_id)
+    assert row is not None
+    assert 99.0 <= row["due"] - again.clock.mono() <= 100.0  # still 100 s to go
+    clock.step_wall(-7200)  # and a wall step changes nothing
+    assert 99.0 <= row["due"] - again.clock.mono() <= 100.0
+    again.close()
+
+
+def test_a_restart_in_the_same_boot_keeps_the_same_time(tmp_path: Path):
+    clock = SimClock(mono=500.0)
+    path = tmp_path / "watchd.db"
+    first = Ledger.open(path, clock)
+    mono = first.clock.mono()
+    first.close()
+    clock.advance(10)
+    again = Ledger.open(path, clock)
+    assert again.clock.mono() == mono + 10
+    again.close()
+
+
+def test_a_damaged_ledger_file_is_one_clear_error(tmp_path: Path):
+    from watchd.ledger import LedgerError
+
+    path = tmp_path / "watchd.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(LedgerError) as info:
+        Ledger.open(path)
+    message = str(info.value)
+    assert str(path) in message and "move the file" in message and "\n" not in message
 
 
 def test_count_in_flight_counts_submitting_processing_and_downloading(ledger: Ledger):
@@ -418,7 +522,7 @@ def test_counts_are_per_folder_and_state(ledger: Ledger):
     a1 = ledger.add_job(fields("1.png", folder="a"))
     ledger.add_job(fields("2.png", folder="a"))
     ledger.add_job(fields("3.png", folder="b"))
-    ledger.transition(a1, E.SUBMIT)
+    ledger.commit(a1, E.SUBMIT)
     assert ledger.counts() == {"a": {"waiting": 1, "submitting": 1}, "b": {"waiting": 1}}
 
 
@@ -442,11 +546,11 @@ def test_active_at_path_finds_only_unfinished_jobs_of_that_folder(ledger: Ledger
     assert row is not None and row["id"] == job_id
     assert ledger.active_at_path("other", path) is None
     assert ledger.active_at_path("photos", "/in/photos/b.png") is None
-    ledger.transition(job_id, E.FAIL)
+    ledger.commit(job_id, E.FAIL)
     # failing: the original is still in the inbox, waiting for its move
     row = ledger.active_at_path("photos", path)
     assert row is not None and row["id"] == job_id
-    ledger.transition(job_id, E.MOVED)
+    ledger.commit(job_id, E.MOVED)
     assert ledger.active_at_path("photos", path) is None
 
 
@@ -455,7 +559,7 @@ def test_in_state_and_jobs_filter_and_limit(ledger: Ledger, clock: FakeClock):
     b = ledger.add_job(fields("2.png", folder="b"))
     clock.now += 100
     c = ledger.add_job(fields("3.png", folder="a"))
-    ledger.transition(c, E.SUBMIT)
+    ledger.commit(c, E.SUBMIT)
     assert [r["id"] for r in ledger.in_state(S.WAITING)] == [a, b]
     assert [r["id"] for r in ledger.in_state(S.WAITING, S.SUBMITTING, folder="a")] == [a, c]
     assert [r["id"] for r in ledger.in_state(S.WAITING, limit=1)] == [a]

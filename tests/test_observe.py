@@ -25,7 +25,7 @@ def test_observers_see_records_and_transitions_after_the_commit() -> None:
 
     ledger.observers.add(observer)
     job = ledger.add_job(_fields())
-    ledger.transition(job, Event.SUBMIT, {"attempt": 1}, attempts=1)
+    ledger.commit(job, Event.SUBMIT, {"attempt": 1})
     assert [(t.event, t.src, t.dst) for t in seen] == [
         ("recorded", None, "waiting"),
         ("submit", "waiting", "submitting"),
@@ -45,7 +45,7 @@ def test_a_failing_observer_is_reported_once_and_harms_neither_the_job_nor_other
     ledger.observers.add(lambda t: good.append(t.event))
     with capture_logs() as logs:
         job = ledger.add_job(_fields())
-        ledger.transition(job, Event.SUBMIT)
+        ledger.commit(job, Event.SUBMIT)
     assert good == ["recorded", "submit"]
     assert ledger.get(job)["state"] == "submitting"
     assert sum("observer" in entry["event"] for entry in logs) == 1

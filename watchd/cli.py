@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -69,12 +68,22 @@ def _config(ctx: click.Context, path: str | None) -> Config:
 
 
 def _open_ledger(cfg: Config, *, create: bool = False) -> Any:
-    from watchd.ledger import Ledger
+    """The ledger, or None if nothing has run yet; a damaged file is one clear line."""
+    from watchd.ledger import Ledger, LedgerError
 
     path = cfg.state_dir / "watchd.db"
     if not path.exists() and not create:
         return None
-    return Ledger.open(path)
+    try:
+        return Ledger.open(path)
+    except LedgerError as exc:
+        raise Fatal(str(exc)) from None
+
+
+def _now() -> float:
+    from watchd.clock import SystemClock
+
+    return SystemClock().wall()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -171,7 +180,7 @@ def status(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
     cfg = _config(ctx, config_path)
     ledger = _open_ledger(cfg)
     try:
-        data = build(cfg, ledger)
+        data = build(cfg, ledger, _now())
     finally:
         if ledger is not None:
             ledger.close()
@@ -259,13 +268,12 @@ def jobs(
             f"unknown folder {folder!r}; configured: {', '.join(f.name for f in cfg.folders)}"
         )
     try:
-        since_ts = parse_since(since) if since else None
+        since_ts = parse_since(since, _now()) if since else None
     except ValueError as exc:
         raise Fatal(str(exc)) from None
     ledger = _open_ledger(cfg)
     rows = ledger.jobs(state=state, folder=folder, since=since_ts, limit=limit) if ledger else []
-    now = time.time()
-    views = [job_view(r, now) for r in rows]
+    views = [job_view(r, _now()) for r in rows]
     if as_json:
         for v in views:
             click.echo(json.dumps(v, ensure_ascii=False))
@@ -333,16 +341,25 @@ def retry(
         if not ids:
             click.echo("no failed jobs to retry", err=True)
             return
-        for job_id in ids:
+        refused: list[str] = []
+        for job_id in ids:  # one job that cannot be retried stops none of the others
             try:
                 where = requeue(cfg, ledger, job_id)
-            except RequeueError as exc:
-                raise Fatal(str(exc)) from None
+            except (RequeueError, OSError) as exc:
+                refused.append(f"job {job_id}: not retried: {exc}")
+                if len(ids) > 1:
+                    click.echo(refused[-1], err=True)
+                continue
             click.echo(
                 f"job {job_id}: original back in the inbox at {where}; it will be taken again"
             )
     finally:
         ledger.close()
+    if len(ids) == 1 and refused:
+        raise Fatal(refused[0])
+    if refused:
+        done = len(ids) - len(refused)
+        raise Fatal(f"{done} of {len(ids)} jobs retried; {len(refused)} could not be (above)")
 
 
 @cli.command()

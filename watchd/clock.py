@@ -18,6 +18,7 @@ except `SystemClock.boot_id()` reading the kernel's boot id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from typing import Protocol
@@ -34,6 +35,10 @@ class Clock(Protocol):
 
     async def sleep(self, seconds: float) -> None:
         """Let `seconds` of monotonic time pass."""
+        ...
+
+    async def wait(self, event: asyncio.Event, timeout: float) -> None:
+        """Return when `event` is set or `timeout` seconds have passed."""
         ...
 
     def boot_id(self) -> str:
@@ -53,6 +58,12 @@ class SystemClock:
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
 
+    async def wait(self, event: asyncio.Event, timeout: float) -> None:
+        if event.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout=max(0.0, timeout))
+
     def boot_id(self) -> str:
         try:
             with open("/proc/sys/kernel/random/boot_id") as fh:
@@ -71,6 +82,8 @@ class FakeClock:
     `sleep()` advances the clock to the sleeper's deadline and yields once, so code that
     paces itself runs at full speed in tests, deterministically.
     """
+
+    SETTLE_TURNS = 20  # loop turns `wait` gives other tasks before it jumps ahead
 
     def __init__(self, wall: float = 1_700_000_000.0, mono: float = 1000.0) -> None:
         self._wall = wall
@@ -111,3 +124,13 @@ class FakeClock:
             self.slept += seconds
             self.advance(seconds)
         await asyncio.sleep(0)
+
+    async def wait(self, event: asyncio.Event, timeout: float) -> None:
+        """Let the other tasks run first (their work takes no fake time); if none sets
+        `event`, jump to the timeout."""
+        for _ in range(self.SETTLE_TURNS):
+            if event.is_set():
+                return
+            await asyncio.sleep(0)
+        if not event.is_set() and timeout > 0:
+            self.advance(timeout)

@@ -9,10 +9,8 @@ progress, so a stuck loop stops pinging. Business rules live in the engine and b
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
-import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,10 +21,11 @@ import httpx
 
 from watchd import logs
 from watchd.api import PicWishClient
+from watchd.clock import Clock, SystemClock
 from watchd.config import Config, ConfigError, FolderConfig, load_api_key, load_config
 from watchd.engine import Engine
 from watchd.filters import InboxFilter, mask_stem
-from watchd.intake import NeedsMask, Rejected, StillWriting
+from watchd.intake import StillWriting
 from watchd.ledger import Ledger
 from watchd.lifecycle import State
 from watchd.lock import StateLock
@@ -38,7 +37,8 @@ INTAKE_WORKERS = 2
 INTAKE_CHUNK = 64  # settled files checked per worker-thread hand-off
 STATUS_EVERY = 5.0
 PAUSE_REMINDER = 600.0  # seconds between reminders that submissions are paused on a 401
-IDLE_WAKE = 30.0  # longest sleep with nothing to do (a retry from `watchd retry` is seen by then)
+SHUTDOWN_GRACE = 8.0  # seconds steps in flight get to finish on SIGTERM (async mode)
+SYNC_GRACE_MARGIN = 15.0  # sync mode: held creates get api.task_timeout plus this
 
 
 class StartupError(Exception):
@@ -89,16 +89,17 @@ class Daemon:
         *,
         env: Mapping[str, str] | None = None,
         until: Callable[[Ledger], bool] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.config_path = config_path
         self.env = dict(os.environ if env is None else env)
         self.until = until  # `watchd demo`: stop once this holds
+        self.base_clock = clock or SystemClock()
         self.flags = Flags()
         self.notifier = Notifier(self.env)
         self.log = logs.get_logger()
         self.hints: deque[tuple[str, Path]] = deque()
         self.trackers: dict[str, SettleTracker] = {}
-        self.mask_waits: dict[tuple[str, Path], float] = {}
         self.intake_queue: asyncio.Queue[tuple[str, Path]] = asyncio.Queue()
         self.queued: set[tuple[str, Path]] = set()
         self.problems_seen: set[tuple[str, str]] = set()
@@ -121,7 +122,8 @@ class Daemon:
         logs.add_secret(key)
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         lock = StateLock(cfg.state_dir).acquire()
-        ledger = Ledger.open(cfg.state_dir / "watchd.db")
+        ledger = Ledger.open(cfg.state_dir / "watchd.db", self.base_clock)
+        self.clock = ledger.clock
         loop = asyncio.get_running_loop()
         self.cfg = cfg
         self.key_stamp = self._key_stamp()
@@ -131,7 +133,10 @@ class Daemon:
             make_client(cfg, key),
             on_changed=lambda folder, path: self._hint(folder, path),
         )
+        self.next_tick = 0.0
+        self.last_status = 0.0
         self.watcher = Watcher(
+            clock=self.clock.mono,
             on_hint=lambda folder, path: loop.call_soon_threadsafe(self._hint, folder, path),
             on_problem=lambda folder, kind, msg: loop.call_soon_threadsafe(
                 self._problem, folder, kind, msg
@@ -145,7 +150,6 @@ class Daemon:
             loop.add_signal_handler(sig, self._set_flag, flag)
         workers = [loop.create_task(self._intake_worker()) for _ in range(INTAKE_WORKERS)]
         try:
-            self.engine.reconcile()
             self._apply_folders(cfg)
             self.log.info(
                 "watchd started",
@@ -157,15 +161,16 @@ class Daemon:
                 pid=os.getpid(),
             )
             self.notifier.ready(self._status_line())
-            await self._loop()
+            await self.engine.run(turn=self._turn)
         finally:
             self.notifier.stopping()
             self.log.info("stopping: parking work in flight")
             self.watcher.stop()
             for w in workers:
                 w.cancel()
-            await self.engine.drain()
+            await self.engine.drain(self._grace())
             await self.engine.aclose()
+            ledger.touch_clock()
             ledger.close()
             lock.release()
             self.log.info("watchd stopped")
@@ -175,43 +180,43 @@ class Daemon:
         setattr(self.flags, name, True)
         self.engine.wake.set()
 
+    def _grace(self) -> float:
+        """How long steps in flight may finish on SIGTERM. A held sync create is a paid
+        task: cutting it off would make it ambiguous and pay for it again on restart, so it
+        gets the whole task_timeout (the unit's TimeoutStopSec= allows for that)."""
+        if self.cfg.api.mode == "sync":
+            return self.cfg.api.task_timeout + SYNC_GRACE_MARGIN
+        return SHUTDOWN_GRACE
+
     # -- the loop -----------------------------------------------------------------------
 
-    async def _loop(self) -> None:
-        last_status = 0.0
-        next_tick = 0.0
-        while True:
-            if self.flags.stop:
-                return
-            if self.flags.reload:
-                self.flags.reload = False
-                self._reload()
-            now = time.time()
-            self._drain_hints(now)
-            self._settle(now)
-            self._expire_mask_waits(now)
-            sleep = await self.engine.pump()
-            mono = time.monotonic()
-            if mono >= next_tick:
-                next_tick = mono + self.watcher.tick()
-                self._check_key_change()
-                self._remind_paused(mono)
-            if self.until is not None and self.until(self.engine.ledger):
-                return
-            if mono - last_status >= STATUS_EVERY:
-                last_status = mono
-                self.notifier.status(self._status_line())
-            self.notifier.watchdog()
-            sleep = min(sleep, max(0.0, next_tick - mono), IDLE_WAKE, self._next_settle(now))
-            if self.notifier.watchdog_interval:
-                # Ping at a third of WATCHDOG_USEC (the interval is half): margin for a slow turn.
-                sleep = min(sleep, self.notifier.watchdog_interval * 2 / 3)
-            self.engine.wake.clear()
-            if sleep > 0 and not self.hints:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.engine.wake.wait(), timeout=sleep)
-            else:
-                await asyncio.sleep(0)
+    async def _turn(self) -> float | None:
+        """The daemon's part of each pass of the engine's loop: flags, hints, settling,
+        the watcher's checks, status. Returns the longest sleep, or None to stop."""
+        if self.flags.stop:
+            return None
+        if self.flags.reload:
+            self.flags.reload = False
+            self._reload()
+        wall, mono = self.clock.wall(), self.clock.mono()
+        self._drain_hints(wall)
+        self._settle(wall)
+        if mono >= self.next_tick:
+            self.next_tick = mono + self.watcher.tick(mono)
+            self._check_key_change()
+            self._remind_paused(mono)
+        if self.until is not None and self.until(self.engine.ledger):
+            return None
+        if mono - self.last_status >= STATUS_EVERY:
+            self.last_status = mono
+            self.notifier.status(self._status_line())
+            self.engine.ledger.touch_clock()
+        self.notifier.watchdog()
+        sleep = min(max(0.0, self.next_tick - mono), self._next_settle(wall))
+        if self.notifier.watchdog_interval:
+            # Ping at a third of WATCHDOG_USEC (the interval is half): margin for a slow turn.
+            sleep = min(sleep, self.notifier.watchdog_interval * 2 / 3)
+        return 0.0 if self.hints else sleep
 
     def _hint(self, folder: str, path: Path) -> None:
         self.hints.append((folder, Path(path)))
@@ -232,16 +237,15 @@ class Daemon:
             tracker.seen(path, _stat(path), now)
 
     def _settle(self, now: float) -> None:
-        for folder, tracker in self.trackers.items():
+        for folder, tracker in list(self.trackers.items()):
             for path in tracker.due(now):
                 if tracker.confirm(path, _stat(path), now):
                     self._settled(folder, path)
 
     def _next_settle(self, now: float) -> float:
         times = [t.next_deadline() for t in self.trackers.values()]
-        times += list(self.mask_waits.values())
         times = [t for t in times if t is not None]
-        return max(0.0, min(times) - now) if times else IDLE_WAKE
+        return max(0.0, min(times) - now) if times else STATUS_EVERY
 
     def _settled(self, folder: str, path: Path) -> None:
         cfg = self.engine.folders.get(folder)
@@ -249,10 +253,8 @@ class Daemon:
             return
         if cfg.mask == "sidecar" and mask_stem(path.name) is not None:
             # A mask settled: take the image that waits for it (a lone mask stays put).
-            stem = mask_stem(path.name)
-            for (f, image), _ in list(self.mask_waits.items()):
-                if f == folder and image.parent == path.parent and image.stem == stem:
-                    self._enqueue(folder, image)
+            for image in self.engine.intake.images_waiting_for(folder, path):
+                self._enqueue(folder, image)
             return
         self._enqueue(folder, path)
 
@@ -281,32 +283,13 @@ class Daemon:
 
     def _after_intake(self, folder: str, path: Path, outcome: Any) -> None:
         self.queued.discard((folder, path))
-        cfg = self.engine.folders.get(folder)
-        if isinstance(outcome, NeedsMask) and cfg is not None:
-            self.mask_waits.setdefault((folder, path), time.time() + cfg.sidecar_wait)
-            return
         if isinstance(outcome, StillWriting) and folder in self.trackers:
             self.log.info(
                 "file is cut short and still changing; waiting for the rest",
                 folder=folder,
                 file=path.name,
             )
-            self.trackers[folder].seen(path, _stat(path), time.time())
-        self.mask_waits.pop((folder, path), None)
-
-    def _expire_mask_waits(self, now: float) -> None:
-        for (folder, path), deadline in list(self.mask_waits.items()):
-            if now < deadline:
-                continue
-            del self.mask_waits[(folder, path)]
-            cfg = self.engine.folders.get(folder)
-            if cfg is None or not path.exists():
-                continue
-            reason = (
-                f"no sidecar mask ({path.stem}.mask.png, .mask.jpg or .mask.jpeg) arrived"
-                f" within {cfg.sidecar_wait:g} s after the image"
-            )
-            self.engine.record(cfg, Rejected("sidecar_missing", reason, path))
+            self.trackers[folder].seen(path, _stat(path), self.clock.wall())
 
     # -- reload, key, status ------------------------------------------------------------
 
@@ -397,7 +380,7 @@ class Daemon:
         for per_state in counts.values():
             for state, n in per_state.items():
                 total[state] = total.get(state, 0) + n
-        day = time.time() - 86400
+        day = self.clock.wall() - 86400
         done_today = self.engine.ledger.db.execute(
             "select count(*) from jobs where state='done' and finished_at >= ?", [day]
         ).fetchone()[0]

@@ -18,8 +18,9 @@ import io
 import ipaddress
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -155,8 +156,10 @@ async def fetch_result(
     *,
     client: httpx.AsyncClient,
     resolver: Resolver | None = None,
+    offload: Callable[..., Awaitable[Any]] = asyncio.to_thread,
 ) -> bytes:
-    """The image bytes of one result reference (a URL or base64 data), checked."""
+    """The image bytes of one result reference (a URL or base64 data), checked (the
+    decode check runs through `offload`: a worker thread, or inline in a simulation)."""
     ref = ref.strip()
     if ref[:8].lower().startswith(("http://", "https://")):
         data = await _fetch_url(ref, policy, client=client, resolver=resolver or _system_resolver)
@@ -165,7 +168,7 @@ async def fetch_result(
         raise DownloadError("only http and https results are fetched", url=ref)
     else:
         data = _decode_base64(ref, policy.max_bytes)
-    await asyncio.to_thread(_check_image, data)
+    await offload(_check_image, data)
     return data
 
 

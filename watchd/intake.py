@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,8 +111,9 @@ def settings_of(folder: FolderConfig) -> dict[str, Any]:
     }
 
 
-def prepare(folder: FolderConfig, path: Path, *, now: float | None = None) -> Outcome:
-    now = time.time() if now is None else now
+def prepare(folder: FolderConfig, path: Path, *, now: float) -> Outcome:
+    """Check one settled file (`now`: wall-clock time, to tell a file still being written
+    by its recent mtime)."""
     try:
         original = read_regular_file(path)
     except PreflightError as exc:

@@ -1,10 +1,23 @@
 """The ledger: watchd's only source of truth, a SQLite file at `state_dir/watchd.db`.
 
 It owns the schema (sqlite-utils `Migrations`, one function a step), job rows keyed by
-folder + content hash (+ mask hash), the event history, and the `meta` table (schema
-notes, the 401 pause reason). Every state change goes through `transition()`, which applies
-the pure lifecycle table and commits the new state and its event in one transaction
-*before* the caller acts on it. The ledger never touches the network or the folders.
+folder + content hash (+ mask hash), the event history, images waiting for their sidecar
+masks, and the `meta` table (the 401 pause, folder pauses, the clock's anchor).
+
+`commit()` is the only writer of a job's fields: it applies the pure lifecycle table
+(lifecycle.py) and commits the new state, its bookkeeping and its event row in one
+transaction *before* the caller acts on it, then tells the observers (observe.py). The
+ledger never touches the network or the folders.
+
+Times: `*_at` columns are wall-clock seconds, for display. `due`, `deadline`,
+`result_deadline`, `started` and `polled` are in the ledger's own monotonic time
+(`self.clock.mono()`): the system's monotonic clock, which every process of one boot
+shares, shifted after a reboot so that it goes on from where the last run left it (a
+backoff or a deadline keeps its remaining time; the downtime does not count).
+
+Names are bytes on Linux: a file name that is not UTF-8 reaches Python with surrogate
+escapes, which SQLite cannot store as text. Such values are stored as BLOBs of the exact
+bytes and read back as the same `str`, so any name a filesystem accepts round-trips.
 
 WAL lets `watchd status` read while the daemon writes; synchronous=FULL makes each commit
 durable, so a kill -9 loses nothing that was committed.
@@ -12,10 +25,10 @@ durable, so a kill -9 loses nothing that was committed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,15 +36,14 @@ from typing import Any
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from watchd.clock import Clock, SystemClock
 from watchd.lifecycle import IN_FLIGHT, TERMINAL, Event, State, Step, step
 from watchd.observe import Observers, Transition
 
 Row = dict[str, Any]
-Clock = Callable[[], float]
 
 migrations = Migrations("watchd")
 UNFINISHED = tuple(s for s in State if s not in TERMINAL)
-
 
 @migrations()
 def m001_jobs_events_meta(db: Database) -> None:
@@ -123,34 +135,165 @@ def m004_jobs_task_seconds(db: Database) -> None:
     db["jobs"].add_column("task_seconds", float)
 
 
+@migrations()
+def m005_one_clock_and_table_driven_bookkeeping(db: Database) -> None:
+    """Deadlines move to the ledger's monotonic time, and the lifecycle table owns every
+    counter: `due` (when the job's next step is due) replaces not_before and next_poll_at,
+    `tries` (failures of the current step) replaces download_tries, `polled` (monotonic)
+    replaces polled_at. `deadline` and `result_deadline` bound a task and its result;
+    `started` is when the current create left; `dest` is an original's recorded
+    destination; `cause` is why the next create would be a second one. Old backoffs are
+    dropped: every unfinished job is simply due at once.
+    Images waiting for a sidecar mask get a table, so their deadlines survive restarts."""
+    jobs = db["jobs"]
+    for name, kind in (
+        ("due", float),
+        ("deadline", float),
+        ("result_deadline", float),
+        ("started", float),
+        ("polled", float),
+        ("dest", str),
+        ("cause", str),
+    ):
+        jobs.add_column(name, kind)
+    jobs.add_column("tries", int, not_null_default=0)
+    db.execute("update jobs set tries = coalesce(download_tries, 0)")
+    for index in jobs.indexes:
+        if {"not_before", "next_poll_at"} & set(index.columns):
+            db.execute(f"drop index [{index.name}]")
+    for old in ("not_before", "next_poll_at", "download_tries", "polled_at"):
+        db.execute(f"alter table jobs drop column [{old}]")
+    jobs.create_index(["state", "due"])
+    db["mask_waits"].create(
+        {"folder": str, "path": str, "due": float, "created_at": float},
+        pk=("folder", "path"),
+    )
+
+
 SCHEMA_VERSION = len(migrations._migrations)
+_CLOCK_META = "clock"
 
 
 def job_key(folder: str, sha256: str, mask_sha256: str | None = None) -> str:
     return f"{folder}:{sha256}:{mask_sha256 or ''}"
 
 
+def storable(value: Any) -> Any:
+    """A value SQLite can take: a str that is not valid UTF-8 (a file name with surrogate
+    escapes) becomes its exact bytes, stored as a BLOB; paths become strings."""
+    if isinstance(value, Path):
+        value = str(value)
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogateescape")
+    return value
+
+
+def _row_factory(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Read BLOBs (only names stored by `storable`; watchd keeps no other) back as str."""
+    if any(isinstance(v, bytes) for v in row):
+        return tuple(
+            v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v for v in row
+        )
+    return row
+
+
+class LedgerClock:
+    """The injected clock, its monotonic time anchored in the ledger (see the module doc)."""
+
+    def __init__(self, clock: Clock, offset: float) -> None:
+        self.base = clock
+        self.offset = offset
+
+    def wall(self) -> float:
+        return self.base.wall()
+
+    def mono(self) -> float:
+        return self.base.mono() + self.offset
+
+    async def sleep(self, seconds: float) -> None:
+        await self.base.sleep(seconds)
+
+    async def wait(self, event: asyncio.Event, timeout: float) -> None:
+        await self.base.wait(event, timeout)
+
+    def boot_id(self) -> str:
+        return self.base.boot_id()
+
+
 class Ledger:
     """Job rows, their history and daemon notes, over one sqlite-utils Database."""
 
-    def __init__(self, db: Database, clock: Clock = time.time) -> None:
+    def __init__(self, db: Database, clock: Clock | None = None) -> None:
         self.db = db
-        self.clock = clock
+        db.conn.row_factory = _row_factory
         self.observers = Observers()  # told of every committed transition (observe.py)
+        self._unsent: list[tuple[Any, ...]] = []
         migrations.apply(db)
+        self.clock = self._anchor(clock or SystemClock())
 
     @classmethod
-    def open(cls, path: Path, clock: Clock = time.time) -> Ledger:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=30000")
-        return cls(Database(conn), clock)
+    def open(cls, path: Path, clock: Clock | None = None, *, readonly: bool = False) -> Ledger:
+        """Open (and create, unless `readonly`) the ledger file. Raises LedgerError with
+        one line that says what to do when the file is not a usable ledger."""
+        try:
+            if readonly:
+                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(str(path), timeout=30)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=30000")
+            if readonly:
+                return cls._view(Database(conn), clock)
+            return cls(Database(conn), clock)
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(path, exc) from None
+        except OSError as exc:
+            raise LedgerError(path, exc) from None
+
+    @classmethod
+    def _view(cls, db: Database, clock: Clock | None) -> Ledger:
+        """A read-only ledger: no migrations, no anchor written."""
+        self = cls.__new__(cls)
+        self.db = db
+        db.conn.row_factory = _row_factory
+        self.observers = Observers()
+        self._unsent = []
+        db.execute("select count(*) from jobs").fetchone()  # a broken file fails here
+        self.clock = LedgerClock(clock or SystemClock(), 0.0)
+        return self
 
     def close(self) -> None:
         self.db.conn.close()
+
+    # -- the clock's anchor -------------------------------------------------------------
+
+    def _anchor(self, clock: Clock) -> LedgerClock:
+        """Keep the ledger's monotonic time continuous across restarts and reboots."""
+        saved = self.get_meta(_CLOCK_META)
+        note = json.loads(saved) if saved else {}
+        boot = clock.boot_id()
+        if note.get("boot") == boot:
+            offset = float(note.get("offset", 0.0))
+        else:  # first open, or a reboot: go on from the last time this ledger saw
+            offset = float(note.get("seen", clock.mono())) - clock.mono()
+        ledger_clock = LedgerClock(clock, offset)
+        self._save_anchor(ledger_clock, boot)
+        return ledger_clock
+
+    def _save_anchor(self, clock: LedgerClock, boot: str | None = None) -> None:
+        note = {"boot": boot or clock.boot_id(), "offset": clock.offset, "seen": clock.mono()}
+        self.set_meta(_CLOCK_META, json.dumps(note))
+
+    def touch_clock(self) -> None:
+        """Note how far the ledger's time has come (the daemon calls this now and then, so
+        a reboot loses at most that much of each deadline's remaining time)."""
+        self._save_anchor(self.clock)
 
     @contextmanager
     def atomic(self) -> Iterator[None]:
@@ -163,31 +306,44 @@ class Ledger:
         """
         conn = self.db.conn
         if conn.in_transaction:
-            with self.db.atomic():
-                yield
+            mark = len(self._unsent)
+            try:
+                with self.db.atomic():
+                    yield
+            except BaseException:
+                del self._unsent[mark:]  # that savepoint was rolled back
+                raise
             return
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield
         except BaseException:
             conn.rollback()
+            self._unsent.clear()  # observers never hear of what was rolled back
             raise
         try:
             conn.execute("COMMIT")
         except BaseException:
             conn.rollback()
+            self._unsent.clear()
             raise
+        self._flush_emits()
 
     # -- reads --------------------------------------------------------------------------
 
     def _one(self, sql: str, args: Sequence[Any]) -> Row | None:
         """The first row as a dict, straight from the cursor (these lookups run for every
         file of a large drop; sqlite-utils' query() adds its own parsing to each)."""
-        cursor = self.db.conn.execute(sql, args)
+        cursor = self.db.conn.execute(sql, [storable(a) for a in args])
         row = cursor.fetchone()
         if row is None:
             return None
         return dict(zip([d[0] for d in cursor.description], row, strict=True))
+
+    def _all(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        cursor = self.db.conn.execute(sql, [storable(a) for a in args])
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def get(self, job_id: int) -> Row | None:
         return self._one("select * from jobs where id = ?", [job_id])
@@ -197,17 +353,23 @@ class Ledger:
 
     def active_at_path(self, folder: str, path: str) -> Row | None:
         """The unfinished job whose original is at `path`, if any."""
-        # Unfinished includes failing (not in ACTIVE): its original is still in the inbox, and
-        # a repeated hint must not read it again nor, for a file rejected before hashing,
-        # record a second failing job for it.
+        # Unfinished includes failing: its original is still in the inbox, and a repeated
+        # hint must not read it again nor record a second failing job for it.
         marks = ",".join("?" * len(UNFINISHED))
         return self._one(
             f"select * from jobs where folder = ? and path = ? and state in ({marks})",
             [folder, path, *UNFINISHED],
         )
 
+    def at_path(self, folder: str, path: str) -> Row | None:
+        """The newest job of any state whose original is recorded at `path`."""
+        return self._one(
+            "select * from jobs where folder = ? and path = ? order by id desc limit 1",
+            [folder, path],
+        )
+
     def in_state(
-        self, *states: State, folder: str | None = None, limit: int | None = None
+        self, *states: State | str, folder: str | None = None, limit: int | None = None
     ) -> list[Row]:
         marks = ",".join("?" * len(states))
         sql = f"select * from jobs where state in ({marks})"
@@ -218,14 +380,36 @@ class Ledger:
         sql += " order by id"
         if limit is not None:
             sql += f" limit {int(limit)}"
-        return list(self.db.query(sql, args))
+        return self._all(sql, args)
 
-    def next_waiting_time(self, now: float) -> float | None:
-        """When the next backoff among waiting jobs ends (an index lookup)."""
-        row = self.db.execute(
-            "select min(not_before) from jobs where state = 'waiting' and not_before > ?", [now]
-        ).fetchone()
-        return row[0] if row else None
+    def due(
+        self,
+        states: Iterable[State],
+        now: float,
+        *,
+        exclude: Iterable[int] = (),
+        only: Iterable[int] | None = None,
+        limit: int = 64,
+    ) -> list[Row]:
+        """Jobs in `states` whose next step is due by `now`, most overdue first (an index
+        walk on (state, due))."""
+        wanted = list(states)
+        marks = ",".join("?" * len(wanted))
+        sql = f"select * from jobs where state in ({marks}) and coalesce(due, 0) <= ?"
+        args: list[Any] = [*wanted, now]
+        sql, args = _filter_ids(sql, args, exclude, only)
+        return self._all(sql + f" order by due, id limit {int(limit)}", args)
+
+    def next_due(self, states: Iterable[State], after: float) -> float | None:
+        """The earliest `due` still to come among jobs in `states` (an index lookup each)."""
+        times = [
+            self.db.execute(
+                "select min(due) from jobs where state = ? and due > ?", [state, after]
+            ).fetchone()[0]
+            for state in states
+        ]
+        times = [t for t in times if t is not None]
+        return min(times) if times else None
 
     def oldest_waiting(
         self,
@@ -235,22 +419,14 @@ class Ledger:
         exclude: Iterable[int] = (),
         only: Iterable[int] | None = None,
     ) -> list[Row]:
-        """The oldest waiting job of `folder` whose backoff has passed (walks the
-        (state, folder, id) index and stops at the first match)."""
+        """The oldest waiting job of `folder` that is due (walks the (state, folder, id)
+        index and stops at the first match)."""
         sql = (
             "select id, folder from jobs where state = 'waiting' and folder = ?"
-            " and coalesce(not_before, 0) <= ?"
+            " and coalesce(due, 0) <= ?"
         )
-        args: list[Any] = [folder, now]
-        skip = list(exclude)
-        if skip:
-            sql += f" and id not in ({','.join('?' * len(skip))})"
-            args += skip
-        if only is not None:
-            wanted = list(only)
-            sql += f" and id in ({','.join('?' * len(wanted))})"
-            args += wanted
-        return list(self.db.query(sql + " order by id limit 1", args))
+        sql, args = _filter_ids(sql, [folder, now], exclude, only)
+        return self._all(sql + " order by id limit 1", args)
 
     def count_in_flight(self) -> int:
         marks = ",".join("?" * len(IN_FLIGHT))
@@ -261,17 +437,17 @@ class Ledger:
     def counts(self) -> dict[str, dict[str, int]]:
         """{folder: {state: n}}."""
         out: dict[str, dict[str, int]] = {}
-        for row in self.db.query("select folder, state, count(*) n from jobs group by 1, 2"):
+        for row in self._all("select folder, state, count(*) n from jobs group by 1, 2"):
             out.setdefault(row["folder"], {})[row["state"]] = row["n"]
         return out
 
     def events_of(self, job_id: int) -> list[Row]:
-        return list(self.db.query("select * from events where job_id = ? order by id", [job_id]))
+        return self._all("select * from events where job_id = ? order by id", [job_id])
 
     def durations(self, limit: int = 200) -> list[tuple[str, float]]:
         """(folder, processing seconds) of recent tasks, as learned when they finished: the
         polling model reloads these on start, so what it learned survives restarts."""
-        rows = self.db.query(
+        rows = self._all(
             "select folder, task_seconds from jobs where task_seconds is not null"
             " order by processed_at desc limit ?",
             [limit],
@@ -299,7 +475,7 @@ class Ledger:
         sql += " order by id desc"
         if limit:
             sql += f" limit {int(limit)}"
-        return list(self.db.query(sql, args))
+        return self._all(sql, args)
 
     # -- writes -------------------------------------------------------------------------
 
@@ -311,43 +487,81 @@ class Ledger:
         self, batch: Iterable[Mapping[str, Any]], *, state: State = State.WAITING
     ) -> list[int]:
         """Record many jobs in one transaction (a 10,000-file drop is a few commits)."""
-        now = self.clock()
+        wall, mono = self.clock.wall(), self.clock.mono()
         ids = []
         with self.atomic():
             for fields in batch:
                 row = {
+                    "due": mono,
                     **_encode(fields),
                     "state": state.value,
-                    "created_at": now,
-                    "updated_at": now,
+                    "created_at": wall,
+                    "updated_at": wall,
                 }
                 job_id = self._insert("jobs", row)
-                self._event(job_id, "recorded", None, state.value, {"path": fields.get("path")})
+                detail = {"path": fields.get("path")}
+                for extra in ("error_code", "error_reason"):
+                    if fields.get(extra):
+                        detail[extra.removeprefix("error_")] = fields[extra]
+                self._event(job_id, "recorded", None, state.value, detail, wall)
                 ids.append(job_id)
         for job_id in ids:
-            self._emit(job_id, "recorded", None, state.value, None)
+            self._emit(job_id, "recorded", None, state.value, None, wall)
         return ids
 
-    def transition(
-        self, job_id: int, event: Event, detail: Mapping[str, Any] | None = None, **fields: Any
+    def commit(
+        self, job_id: int, event: Event, detail: Mapping[str, Any] | None = None, **data: Any
     ) -> Step:
-        """Apply `event` to the job and commit the new state, the fields and the event together.
+        """Apply `event` to the job through the lifecycle table and commit the new state,
+        its bookkeeping and the event row together. The only writer of a job's fields.
 
-        Raises IllegalTransition (and changes nothing) when the job's state does not accept it.
+        Raises IllegalTransition or IllegalData (and changes nothing) when the table does
+        not allow it.
         """
+        wall, mono = self.clock.wall(), self.clock.mono()
         with self.atomic():
             row = self.get(job_id)
             if row is None:
                 raise KeyError(f"no job {job_id}")
-            result = step(row["state"], event)
-            now = self.clock()
-            update = {**_encode(fields), "state": result.state.value, "updated_at": now}
-            if result.state in (State.DONE, State.FAILED, State.GONE):
-                update["finished_at"] = now
-            self.db["jobs"].update(job_id, update)
-            self._event(job_id, event.value, row["state"], result.state.value, detail)
-        self._emit(job_id, event.value, row["state"], result.state.value, detail)
+            result = step(row, event, data, wall=wall, mono=mono)
+            self._update(job_id, result.fields)
+            self._event(job_id, Event(event).value, row["state"], result.state.value, detail, wall)
+        self._emit(job_id, Event(event).value, row["state"], result.state.value, detail, wall)
         return result
+
+    def note(self, job_id: int, event: str, detail: Mapping[str, Any] | None = None) -> None:
+        """An event row that changes nothing about the job (a duplicate seen, a retry
+        asked for): history for the operator, told to the observers too."""
+        wall = self.clock.wall()
+        with self.atomic():
+            self._event(job_id, event, None, None, detail, wall)
+        self._emit(job_id, event, None, None, detail, wall)
+
+    def _update(self, job_id: int, fields: Mapping[str, Any]) -> None:
+        encoded = _encode(fields)
+        sets = ", ".join(f"[{name}] = ?" for name in encoded)
+        self.db.execute(f"update jobs set {sets} where id = ?", [*encoded.values(), job_id])
+
+    def _event(
+        self,
+        job_id: int,
+        event: str,
+        src: str | None,
+        dst: str | None,
+        detail: Mapping[str, Any] | None,
+        at: float,
+    ) -> None:
+        self._insert(
+            "events",
+            {
+                "job_id": job_id,
+                "at": at,
+                "event": event,
+                "from_state": src,
+                "to_state": dst,
+                "detail": json.dumps(detail, default=str) if detail else None,
+            },
+        )
 
     def _emit(
         self,
@@ -356,10 +570,30 @@ class Ledger:
         src: str | None,
         dst: str | None,
         detail: Mapping[str, Any] | None,
+        at: float,
     ) -> None:
-        """Tell the observers, after the commit (never of a change a crash could undo)."""
+        """Tell the observers, after the commit (never of a change a crash could undo):
+        inside a caller's open transaction, once that transaction commits."""
         if not self.observers:
             return
+        self._unsent.append((job_id, event, src, dst, detail, at))
+        if not self.db.conn.in_transaction:
+            self._flush_emits()
+
+    def _flush_emits(self) -> None:
+        pending, self._unsent = self._unsent, []
+        for job_id, event, src, dst, detail, at in pending:
+            self._tell(job_id, event, src, dst, detail, at)
+
+    def _tell(
+        self,
+        job_id: int,
+        event: str,
+        src: str | None,
+        dst: str | None,
+        detail: Mapping[str, Any] | None,
+        at: float,
+    ) -> None:
         row = self.get(job_id) or {}
         self.observers.emit(
             Transition(
@@ -369,53 +603,10 @@ class Ledger:
                 event=event,
                 src=src,
                 dst=dst,
-                at=self.clock(),
+                at=at,
                 detail=dict(detail or {}),
                 job=row,
             )
-        )
-
-    def update(
-        self,
-        job_id: int,
-        detail: Mapping[str, Any] | None = None,
-        *,
-        note: str | None = None,
-        **fields: Any,
-    ) -> None:
-        """Bookkeeping that does not change the state (a backoff, a request counted)."""
-        with self.atomic():
-            self.db["jobs"].update(job_id, {**_encode(fields), "updated_at": self.clock()})
-            if note:
-                self._event(job_id, note, None, None, detail)
-
-    def add_requests(self, job_id: int, n: int = 1) -> None:
-        # In a block of its own (a bare commit() would end a caller's open transaction early).
-        with self.atomic():
-            self.db.execute("update jobs set requests = requests + ? where id = ?", [n, job_id])
-
-    def note(self, job_id: int, event: str, detail: Mapping[str, Any] | None = None) -> None:
-        with self.atomic():
-            self._event(job_id, event, None, None, detail)
-
-    def _event(
-        self,
-        job_id: int,
-        event: str,
-        src: str | None,
-        dst: str | None,
-        detail: Mapping[str, Any] | None,
-    ) -> None:
-        self._insert(
-            "events",
-            {
-                "job_id": job_id,
-                "at": self.clock(),
-                "event": event,
-                "from_state": src,
-                "to_state": dst,
-                "detail": json.dumps(detail, default=str) if detail else None,
-            },
         )
 
     def _insert(self, table: str, row: Mapping[str, Any]) -> int:
@@ -424,20 +615,53 @@ class Ledger:
         columns = ", ".join(f"[{c}]" for c in row)
         marks = ", ".join("?" * len(row))
         cursor = self.db.execute(
-            f"insert into [{table}] ({columns}) values ({marks})", list(row.values())
+            f"insert into [{table}] ({columns}) values ({marks})",
+            [storable(v) for v in row.values()],
         )
-        return int(cursor.lastrowid)
+        return int(cursor.lastrowid or 0)
+
+    # -- images waiting for their sidecar masks -----------------------------------------
+
+    def wait_for_mask(self, folder: str, path: str, due: float) -> None:
+        """Note an image whose mask has not come; kept if already noted (the first
+        deadline counts, so a repeated hint does not extend the wait)."""
+        with self.atomic():
+            self.db.execute(
+                "insert or ignore into mask_waits (folder, path, due, created_at)"
+                " values (?, ?, ?, ?)",
+                [folder, storable(path), due, self.clock.wall()],
+            )
+
+    def end_mask_wait(self, folder: str, path: str) -> None:
+        with self.atomic():
+            self.db.execute(
+                "delete from mask_waits where folder = ? and path = ?", [folder, storable(path)]
+            )
+
+    def mask_waits(self) -> list[Row]:
+        return self._all("select * from mask_waits order by due")
 
     # -- meta ---------------------------------------------------------------------------
 
     def get_meta(self, key: str) -> str | None:
-        rows = list(self.db.query("select value from meta where key = ?", [key]))
-        return rows[0]["value"] if rows else None
+        row = self.db.execute("select value from meta where key = ?", [key]).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        with self.atomic():
+            if value is None:
+                self.db.execute("delete from meta where key = ?", [key])
+            else:
+                self.db.execute(
+                    "insert into meta (key, value) values (?, ?)"
+                    " on conflict(key) do update set value = excluded.value",
+                    [key, value],
+                )
 
     def pause_folder(self, folder: str, reason: str, *, by: str = "operator") -> None:
         """Stop creates for `folder`: its files wait in the inbox, tasks in flight finish.
         Lives in the ledger, so it survives restarts and any process can set it."""
-        note = {"reason": reason, "by": by, "at": self.clock()}
+        note = {"reason": reason, "by": by, "at": self.clock.wall()}
         self.set_meta(f"{_PAUSE}{folder}", json.dumps(note))
 
     def resume_folder(self, folder: str) -> bool:
@@ -453,12 +677,32 @@ class Ledger:
         ).fetchall()
         return {key[len(_PAUSE) :]: json.loads(value) for key, value in rows}
 
-    def set_meta(self, key: str, value: str | None) -> None:
-        with self.atomic():
-            if value is None:
-                self.db.execute("delete from meta where key = ?", [key])
-            else:
-                self.db["meta"].upsert({"key": key, "value": value}, pk="key")
+
+class LedgerError(Exception):
+    """The ledger file cannot be opened or read as a ledger."""
+
+    def __init__(self, path: Path, cause: BaseException) -> None:
+        self.path = path
+        self.cause = cause
+        super().__init__(
+            f"the ledger {path} cannot be used ({cause}). If it is damaged, stop watchd, move"
+            " the file (with its -wal and -shm files) aside and start again: files still in"
+            " the inboxes are taken again, results already in the outboxes stay"
+        )
+
+
+def _filter_ids(
+    sql: str, args: list[Any], exclude: Iterable[int], only: Iterable[int] | None
+) -> tuple[str, list[Any]]:
+    skip = list(exclude)
+    if skip:
+        sql += f" and id not in ({','.join('?' * len(skip))})"
+        args = [*args, *skip]
+    if only is not None:
+        wanted = list(only)
+        sql += f" and id in ({','.join('?' * len(wanted))})"
+        args = [*args, *wanted]
+    return sql, args
 
 
 _PAUSE = "pause:"  # meta key prefix of a paused folder
@@ -466,14 +710,12 @@ _JSON_COLUMNS = ("params", "post", "results", "outputs")
 
 
 def _encode(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """JSON-encode the structured columns; paths become strings."""
+    """JSON-encode the structured columns; paths and non-UTF-8 names become storable."""
     out: dict[str, Any] = {}
     for k, v in fields.items():
         if k in _JSON_COLUMNS and v is not None and not isinstance(v, str):
             v = json.dumps(v)
-        elif isinstance(v, Path):
-            v = str(v)
-        out[k] = v
+        out[k] = storable(v)
     return out
 
 

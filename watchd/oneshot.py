@@ -9,7 +9,6 @@ any other, so a file processed before is not paid for again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,9 @@ async def process_files(
         ids: dict[Path, int | None] = {}
         try:
             for path in files:
-                outcome = await asyncio.to_thread(prepare, folder, path.absolute())
+                outcome = await asyncio.to_thread(
+                    prepare, folder, path.absolute(), now=ledger.clock.wall()
+                )
                 if isinstance(outcome, NeedsMask):
                     outcome = Rejected("sidecar_missing", "no sidecar mask beside the image", path)
                 ids[path] = engine.record(folder, outcome, keep_original=True)
@@ -55,17 +56,15 @@ async def process_files(
                 transient=True,
             ) as progress:
                 bar = progress.add_task(f"expanding with {folder_name}", total=len(files))
-                while True:
-                    finished = sum(1 for i in engine.only if _terminal(ledger, i))
-                    progress.update(bar, completed=finished + sum(v is None for v in ids.values()))
-                    if finished == len(engine.only):
-                        break
-                    sleep = await engine.pump()
-                    engine.wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            engine.wake.wait(), timeout=max(0.05, min(sleep, 1.0))
-                        )
+                unreadable = sum(v is None for v in ids.values())
+
+                def finished() -> bool:
+                    n = sum(1 for i in engine.only or () if _terminal(ledger, i))
+                    progress.update(bar, completed=n + unreadable)
+                    return n == len(engine.only or ())
+
+                # The daemon's own loop in burst mode: it ends when these jobs have.
+                await engine.run(until=finished)
             await engine.drain(grace=1)
         finally:
             await engine.aclose()

@@ -22,9 +22,8 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-def parse_since(text: str, now: float | None = None) -> float:
+def parse_since(text: str, now: float) -> float:
     """'90m', '2h', '3d' (ago) or an ISO date/time → epoch seconds."""
-    now = time.time() if now is None else now
     match = _DURATION.match(text.strip())
     if match:
         return now - float(match.group(1)) * _UNITS[match.group(2)]
@@ -63,8 +62,7 @@ def job_view(row: dict[str, Any], now: float) -> dict[str, Any]:
     }
 
 
-def status(cfg: Config, ledger: Ledger | None, now: float | None = None) -> dict[str, Any]:
-    now = time.time() if now is None else now
+def status(cfg: Config, ledger: Ledger | None, now: float) -> dict[str, Any]:
     holder = StateLock.holder(cfg.state_dir)
     folders: dict[str, dict[str, int]] = {f.name: {} for f in cfg.folders}
     out: dict[str, Any] = {

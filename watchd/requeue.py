@@ -52,7 +52,7 @@ def requeue(cfg: Config, ledger: Ledger, job_id: int) -> Path:
     os.rename(src, dest)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(outbox.error_json_path(src))
-    ledger.update(
-        job_id, {"by": "watchd retry", "path": str(dest)}, note="retry_requested", path=str(dest)
-    )
+    # Only a note: intake finds the file back in the inbox, by its content, and requeues
+    # the job through the lifecycle table (a finished task is asked again first).
+    ledger.note(job_id, "retry_requested", {"by": "watchd retry", "path": str(dest)})
     return dest
