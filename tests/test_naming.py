@@ -13,12 +13,14 @@ from watchd.naming import (
     error_json_name,
     fit,
     fit_name,
+    from_sql,
     is_temp_name,
     name_bytes,
     numbered,
     render_name,
     split_ext,
     temp_name,
+    to_sql,
 )
 
 FIELDS = {"stem": "photo", "ext": ".jpg", "name": "photo.jpg", "folder": "f", "job": 7, "dir": ""}
@@ -211,3 +213,19 @@ def test_a_backslash_in_a_file_name_is_part_of_the_name():
 
 def test_a_backslash_in_the_template_still_separates_folders():
     assert render_name("out\\{stem}{ext}", **FIELDS) == "out/photo.jpg"
+
+
+@settings(max_examples=200)
+@given(raw=raw_names)
+def test_every_name_can_be_stored_in_sqlite_and_found_again(raw):
+    import sqlite3
+
+    name = os.fsdecode(raw)
+    with sqlite3.connect(":memory:") as db:
+        db.execute("create table jobs (path text)")
+        db.execute("insert into jobs values (?)", [to_sql("/in/" + name)])
+        (stored,) = db.execute(
+            "select path from jobs where path = ?", [to_sql("/in/" + name)]
+        ).fetchone()
+    assert from_sql(stored) == "/in/" + name
+    assert to_sql("café.jpg") == "café.jpg"  # valid names stay readable text

@@ -167,6 +167,22 @@ def displayable(value: Any) -> Any:
     return value
 
 
+def to_sql(text: str) -> str | bytes:
+    """A name or path as SQLite can store it: text when it is UTF-8, else its bytes (a
+    BLOB). sqlite3 encodes text as strict UTF-8 and raises on a surrogate escape. Apply it
+    to stored values and to the values they are looked up by alike: a BLOB equals a BLOB."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text)
+    return text
+
+
+def from_sql(value: str | bytes | None) -> str | None:
+    """What `to_sql` stored, back as the str Python names the file by."""
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
 # -- the output template ---------------------------------------------------------------
 
 
