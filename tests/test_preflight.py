@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import socket
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -108,12 +111,42 @@ def test_device_is_refused():
     assert "character device" in err.reason
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+# Root reads any file whatever its mode: without the two capabilities that allow that, it
+# meets permissions like anyone (setpriv drops them from the bounding set for one child).
+WITHOUT_DAC = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps", "-all"]
+
+
+def _as_a_plain_user(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    if os.geteuid() != 0:
+        prefix: list[str] = []
+    elif shutil.which("setpriv"):
+        prefix = [*WITHOUT_DAC, "--"]
+    else:
+        pytest.skip("root without setpriv(1) reads every file")
+    return subprocess.run(
+        [*prefix, sys.executable, "-c", code, *args], capture_output=True, text=True, check=True
+    )
+
+
 def test_unreadable_file_is_refused(tmp_path: Path):
     path = tmp_path / "secret.png"
     path.write_bytes(encode((100, 80), "PNG"))
     path.chmod(0)
-    expect("unreadable", read_regular_file, path)
+    code = (
+        "import sys; from pathlib import Path; from watchd.preflight import *\n"
+        "try: read_regular_file(Path(sys.argv[1]))\n"
+        "except PreflightError as e: print(e.code, e.reason)"
+    )
+    out = _as_a_plain_user(code, str(path)).stdout
+    assert out == "unreadable secret.png cannot be read: permission denied\n"
+
+
+def test_a_name_that_is_not_utf8_is_named_escaped_in_the_reason(tmp_path: Path):
+    path = Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.png"))
+    os.mkfifo(path)
+    err = expect("not_regular", read_regular_file, path)
+    assert err.reason == "caf\\xe9.png is not a regular file (a FIFO)"
+    err.reason.encode("utf-8")  # storable, loggable, writable as JSON
 
 
 def test_missing_file_propagates_file_not_found(tmp_path: Path):

@@ -4,6 +4,7 @@ The Watcher tests use real threads and a real filesystem, so they wait with `wai
 (polling, at most a few seconds) instead of sleeping a fixed time.
 """
 
+import itertools
 import logging
 import os
 import shutil
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from watchd.filters import InboxFilter
-from watchd.watch import Watcher, WatchSpec, fs_type_for, mount_for, wants_polling
+from watchd.watch import MountTable, Watcher, WatchSpec, fs_type_for, mount_for, wants_polling
 
 MOUNTINFO = """\
 22 27 0:21 / /proc rw,relatime - proc proc rw
@@ -539,3 +540,164 @@ def test_stop_ends_every_thread_it_started(rec, inbox):
     wait_for(lambda: set(threading.enumerate()) <= before, watcher, timeout=3)
     with pytest.raises(RuntimeError):
         watcher.set_specs([])
+
+
+# ---- an inbox configured through a symlink --------------------------------------------------
+
+
+@pytest.fixture
+def linked(tmp_path):
+    """(configured path, real folder): the inbox is configured as a symlink to the folder."""
+    real = tmp_path / "real-inbox"
+    real.mkdir()
+    link = tmp_path / "inbox-link"
+    os.symlink(real, link)
+    return link, real
+
+
+@pytest.mark.parametrize("mode", ["auto", "poll"])
+def test_a_symlinked_inbox_is_watched_at_its_target(make_watcher, rec, linked, mode):
+    """Hints name files under the configured inbox, whichever path the file was made by."""
+    link, real = linked
+    watcher = make_watcher(check_interval=30.0)  # no health check comes to the rescue
+    start_ready(watcher, rec, link, mode=mode)
+    write(real / "made-at-target.jpg")
+    write(link / "made-through-link.jpg")
+    wait_for(
+        lambda: (
+            rec.hinted(link / "made-at-target.jpg") and rec.hinted(link / "made-through-link.jpg")
+        ),
+        watcher,
+    )
+    assert all(path.parent == link for _, path in rec.hints)
+
+
+def test_a_symlinked_recursive_inbox_hints_new_subfolders_under_the_link(make_watcher, rec, linked):
+    link, real = linked
+    watcher = make_watcher(check_interval=30.0)
+    start_ready(watcher, rec, link, recursive=True)
+    (real / "2024").mkdir()
+    write(real / "2024" / "a.jpg")
+    wait_for(lambda: rec.hinted(link / "2024" / "a.jpg"), watcher)
+
+
+def test_a_retargeted_inbox_symlink_is_followed(make_watcher, rec, linked, tmp_path):
+    link, _ = linked
+    other = tmp_path / "other-inbox"
+    other.mkdir()
+    watcher = make_watcher()
+    start_ready(watcher, rec, link)
+    tmp_link = tmp_path / "new-link"
+    os.symlink(other, tmp_link)
+    os.replace(tmp_link, link)
+    write(other / "x.jpg")
+    wait_for(lambda: rec.hinted(link / "x.jpg"), watcher)
+    write(other / "later.jpg")  # watched there, not only found by a scan
+    wait_for(lambda: rec.hinted(link / "later.jpg"), watcher)
+
+
+# ---- idle: nothing periodic costs more than a stat ------------------------------------------
+
+
+def test_the_mount_table_says_changed_only_after_a_mount_or_unmount(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root and mount(8)")
+    point = tmp_path / "point"
+    point.mkdir()
+    table = MountTable()
+    try:
+        before = table.generation
+        assert table.refresh() is False
+        assert table.refresh() is False
+        if not _mount_tmpfs(point):
+            pytest.skip("mount(8) refused")
+        try:
+            assert table.refresh() is True
+            assert table.lookup(str(point / "inbox")) == (str(point), "tmpfs")
+            assert table.refresh() is False
+        finally:
+            _umount(point)
+        assert table.refresh() is True
+        assert table.lookup(str(point / "inbox"))[1] != "tmpfs"
+        assert table.generation == before + 2
+    finally:
+        table.close()
+
+
+class CountingMounts(MountTable):
+    """The real mount table, counting how often watchd looks a path up in it."""
+
+    def __init__(self):
+        super().__init__()
+        self.lookups = 0
+        self.changed = False
+
+    def refresh(self):
+        if self.changed:  # as if the kernel had said so
+            self.changed = False
+            self.generation += 1
+            return True
+        return super().refresh()
+
+    def lookup(self, path):
+        self.lookups += 1
+        return super().lookup(path)
+
+
+def test_health_checks_look_the_inbox_up_again_only_after_a_mount_change(rec, inbox):
+    clock = FakeClock()
+    mounts = CountingMounts()
+    watcher = Watcher(rec.on_hint, rec.on_problem, clock=clock, check_interval=10, mounts=mounts)
+    try:
+        start_ready(watcher, rec, inbox)
+        first = mounts.lookups
+        for _ in range(30):  # five simulated minutes of health checks
+            clock.now += 10
+            settle_a_moment(watcher, 0.05)
+        assert mounts.lookups == first
+        mounts.changed = True
+        settle_a_moment(watcher, 0.3)
+        assert mounts.lookups == first + 1
+    finally:
+        watcher.stop()
+
+
+def test_health_checks_space_out_while_nothing_changes_and_not_after_a_problem(
+    rec, inbox, tmp_path
+):
+    """Each quiet check doubles the wait up to six periods; a problem brings it back."""
+    clock = FakeClock()
+    checks = []
+
+    class Mounts(MountTable):
+        """Each health check that finds the inbox asks which mount table it is looking at."""
+
+        @property
+        def generation(self):
+            checks.append(clock.now)
+            return 1
+
+        @generation.setter
+        def generation(self, value):
+            pass
+
+    watcher = Watcher(rec.on_hint, rec.on_problem, clock=clock, check_interval=10, mounts=Mounts())
+    try:
+        start_ready(watcher, rec, inbox)
+        checks.clear()
+        for _ in range(60):  # ten simulated minutes
+            clock.now += 10
+            settle_a_moment(watcher, 0.03)
+        gaps = [b - a for a, b in itertools.pairwise(sorted(set(checks)))]  # + rescans
+        assert gaps == sorted(gaps) and gaps[-5:] == [60] * 5  # was a check every 10 s
+        assert len(set(checks)) <= 12
+        shutil.rmtree(inbox)
+        wait_for(lambda: "inbox_missing" in rec.kinds(), watcher)
+        inbox.mkdir()
+        checks.clear()
+        for _ in range(3):
+            clock.now += 10
+            settle_a_moment(watcher, 0.05)
+        assert len(checks) >= 2  # back at the short period
+    finally:
+        watcher.stop()

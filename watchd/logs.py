@@ -2,6 +2,11 @@
 
 Never log the API key: no module passes it to a logger, and `redact` below scrubs a known
 secret from every event as a last line of defence.
+
+Never fail on a name: a file name that is not UTF-8 reaches Python with surrogate escapes,
+which no UTF-8 stream can write. `printable` renders every value (and paths, nested lists
+and dicts, tracebacks) with `naming.display`, so `caf\\xe9.jpg` is logged, escaped, by both
+the console and the JSON renderer, whatever the stream's error handler.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import sys
 from typing import Any, TextIO
 
 import structlog
+
+from watchd.naming import displayable
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -39,6 +46,11 @@ def redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+def printable(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Every string in the event safe to encode as UTF-8 (names that are not UTF-8 escaped)."""
+    return {key: displayable(value) for key, value in event.items()}
+
+
 def configure(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     """Configure structlog; safe to call again on reload (format and level change live)."""
     stream = stream or sys.stderr
@@ -59,6 +71,7 @@ def configure(fmt: str = "auto", level: str = "info", stream: TextIO | None = No
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             redact,
             structlog.processors.format_exc_info,
+            printable,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS.get(level, logging.INFO)),

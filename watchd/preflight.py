@@ -7,7 +7,9 @@ hashed as read, so the bytes checked, hashed and uploaded are the same bytes),
 whose `code` and `reason` go into the ledger and NAME.error.json.
 
 Never does: network, logging, writing or moving files, following symlinks, opening anything
-that is not a regular file in a way that could block (FIFOs, sockets, devices).
+that is not a regular file in a way that could block (FIFOs, sockets, devices). A reason names
+the file with `naming.display`: one that is not UTF-8 reads `caf\\xe9.jpg`, so every reason can
+be stored, logged and written as UTF-8.
 
 Error codes (`PreflightError.code`):
     symlink, not_regular, unreadable, too_large      reading the file
@@ -28,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
+
+from watchd.naming import display
 
 MAX_UPLOAD_BYTES = 5_000_000  # the API says "5MB"; the decimal reading is the safe side
 MIN_SIDE = 64
@@ -89,13 +93,15 @@ def read_regular_file(path: Path, max_bytes: int = 64_000_000) -> FileBytes:
         raise
     except OSError as exc:
         if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink swapped in after the lstat
-            raise PreflightError("symlink", f"{path.name} is a symbolic link") from exc
+            raise PreflightError("symlink", f"{display(path.name)} is a symbolic link") from exc
         if exc.errno in (errno.EACCES, errno.EPERM):
             raise PreflightError(
-                "unreadable", f"{path.name} cannot be read: permission denied"
+                "unreadable", f"{display(path.name)} cannot be read: permission denied"
             ) from exc
         if exc.errno == errno.ENXIO:  # a socket swapped in after the lstat
-            raise PreflightError("not_regular", f"{path.name} is not a regular file") from exc
+            raise PreflightError(
+                "not_regular", f"{display(path.name)} is not a regular file"
+            ) from exc
         raise
     try:
         st = os.fstat(fd)
@@ -195,9 +201,11 @@ def check_mask(mask: ImageInfo, image: ImageInfo) -> None:
 
 def _refuse_non_regular(path: Path, st: os.stat_result) -> None:
     if stat.S_ISLNK(st.st_mode):
-        raise PreflightError("symlink", f"{path.name} is a symbolic link")
+        raise PreflightError("symlink", f"{display(path.name)} is a symbolic link")
     if not stat.S_ISREG(st.st_mode):
-        raise PreflightError("not_regular", f"{path.name} is not a regular file ({_kind(st)})")
+        raise PreflightError(
+            "not_regular", f"{display(path.name)} is not a regular file ({_kind(st)})"
+        )
 
 
 def _kind(st: os.stat_result) -> str:
@@ -230,4 +238,4 @@ def _read_capped(fd: int, path: Path, max_bytes: int) -> bytes:
 
 def _too_large_reason(path: Path, size: int, max_bytes: int, *, grew: bool = False) -> str:
     prefix = "grew past" if grew else f"is {size:,} bytes, over"
-    return f"{path.name} {prefix} the {max_bytes:,}-byte read limit"
+    return f"{display(path.name)} {prefix} the {max_bytes:,}-byte read limit"

@@ -11,6 +11,19 @@ and an inbox that vanishes, is unmounted or becomes unreadable is an `inbox_miss
 retried, never "all files gone". As watchdog's own tests say, event order is not guaranteed and
 extra events are normal, so hints are unordered and repeated; the caller stats and decides.
 
+Paths: every hint is a path under the inbox *as configured* (`spec.inbox`), which is how the
+daemon and the ledger name files. An inbox configured through a symlink is watched at its
+target (inotify does not follow a symlink it is given), and the events, which name paths under
+the target, are mapped back under the configured path; scans walk the configured path. When
+the symlink is pointed elsewhere, the health check sees another directory and watches anew.
+
+Idle cost: nothing periodic reads more than a stat. The mount table is parsed only after the
+kernel says it changed (`MountTable`: poll() on /proc/self/mountinfo); each inbox's mount
+point and filesystem type are kept until then, or until its (st_dev, st_ino) changes. A health
+check is a stat and an access() (opening the inbox would wake the watch); after each check
+that finds nothing new the next one waits twice as long, up to `max_check_interval`. inotify
+watches ask only for the events used here, so watchd's own reads of files wake nothing.
+
 Threads: watchdog's threads and this module's worker threads (one at a time per folder: health
 check, (re)watch, scans) call the two callbacks; the daemon wraps them with
 `loop.call_soon_threadsafe`. `set_specs`, `tick`, `scan` and `stop` are called from the
@@ -29,6 +42,7 @@ import errno
 import logging
 import math
 import os
+import select
 import stat
 import threading
 import time
@@ -60,6 +74,7 @@ except (ImportError, UnsupportedLibcError):  # not Linux: every inbox is polled
     InotifyObserver = None  # type: ignore[assignment,misc]
 
 __all__ = [
+    "MountTable",
     "WatchSpec",
     "Watcher",
     "fs_type_for",
@@ -88,6 +103,10 @@ _OVERFLOW_LOGGER = "watchdog.observers.inotify_c"
 # Events that may mean "new or changed bytes". Opened/closed-without-write events are left out
 # on purpose: the daemon's own reads of a file would otherwise hint it again, forever.
 _FILE_EVENTS = (FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileAttribEvent)
+# What the observers are asked for: `_route`'s events and no others. watchdog turns this into
+# the inotify mask, so opens and reads (IN_OPEN, IN_CLOSE_NOWRITE) of files in an inbox, by
+# intake or anyone, never wake a watchdog thread.
+_EVENT_FILTER = [*_FILE_EVENTS, FileMovedEvent, DirCreatedEvent, DirMovedEvent, DirDeletedEvent]
 
 _STOP_JOIN_TIMEOUT = 2.0
 _INOTIFY_TIMEOUT = 2.0  # emitter wake-ups when idle (watchdog default 1 s); also its stop latency
@@ -99,7 +118,12 @@ def mount_for(path: str, mounts_text: str) -> tuple[str, str]:
     `mounts_text` is the text of /proc/self/mountinfo (or /proc/mounts). Among mounts stacked
     on the same point, the last listed is the visible one.
     """
-    best_point, best_type = "", ""
+    return _longest_mount(path, _parse_mounts(mounts_text))
+
+
+def _parse_mounts(mounts_text: str) -> list[tuple[str, str]]:
+    """[(mount point, filesystem type)] in the order listed."""
+    mounts = []
     for line in mounts_text.splitlines():
         fields = line.split()
         if len(fields) >= 10 and fields[0].isdigit() and "-" in fields[6:]:
@@ -108,10 +132,82 @@ def mount_for(path: str, mounts_text: str) -> tuple[str, str]:
             point, fstype = fields[1], fields[2]  # /proc/mounts
         else:
             continue
-        point = _unescape_mount(point)
+        mounts.append((_unescape_mount(point), fstype))
+    return mounts
+
+
+def _longest_mount(path: str, mounts: list[tuple[str, str]]) -> tuple[str, str]:
+    best_point, best_type = "", ""
+    for point, fstype in mounts:
         if _is_within(path, point) and len(point) >= len(best_point):
             best_point, best_type = point, fstype
     return best_point, best_type
+
+
+class MountTable:
+    """The mount table, read and parsed again only after the kernel says it changed.
+
+    /proc/self/mountinfo can be polled: after a mount or unmount in this mount namespace,
+    poll() on an open descriptor of it reports POLLPRI|POLLERR, once. So `refresh()` is one
+    poll() syscall while nothing changes. Where the file cannot be opened or polled (not
+    Linux), every refresh reads it again and compares. Thread-safe.
+    """
+
+    def __init__(self, source: str = "/proc/self/mountinfo") -> None:
+        self._lock = threading.Lock()
+        self._mounts: list[tuple[str, str]] = []
+        self._text: str | None = None
+        self.generation = 0  # counts the changes seen; a cache keyed by it knows when to drop
+        self._fd: int | None = None
+        self._poller: select.poll | None = None
+        try:
+            self._fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+            poller = select.poll()
+            poller.register(self._fd, select.POLLPRI | select.POLLERR)
+            self._poller = poller
+        except (OSError, AttributeError):
+            self._poller = None
+        self._load()
+
+    def refresh(self) -> bool:
+        """Read the table again if it changed since the last refresh; True if it did."""
+        with self._lock:
+            if self._poller is not None:
+                if not self._poller.poll(0):
+                    return False
+                return self._load()
+            return self._load()
+
+    def lookup(self, path: str) -> tuple[str, str]:
+        """(mount point, filesystem type) of the longest mount containing `path`."""
+        with self._lock:
+            return _longest_mount(path, self._mounts)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd, self._poller = None, None
+
+    def _load(self) -> bool:
+        text = self._read()
+        if text == self._text:
+            return False
+        self._text, self._mounts = text, _parse_mounts(text)
+        self.generation += 1
+        return True
+
+    def _read(self) -> str:
+        if self._fd is not None:
+            try:
+                os.lseek(self._fd, 0, os.SEEK_SET)
+                chunks = []
+                while chunk := os.read(self._fd, 1 << 16):
+                    chunks.append(chunk)
+                return b"".join(chunks).decode("utf-8", "surrogateescape")
+            except OSError:
+                pass
+        return _read_mounts()
 
 
 def fs_type_for(path: str, mounts_text: str) -> str:
@@ -178,6 +274,12 @@ class _Folder:
     watch: ObservedWatch | None = None
     identity: tuple[int, int] | None = None
     mount: str | None = None
+    target: str | None = None  # the resolved inbox the observer watches; events name paths here
+    # Worker-only: where the inbox resolves and what it is mounted on, for this identity of it
+    # and this generation of the mount table (recomputed only when either changes).
+    place_key: tuple[tuple[int, int], int] | None = None
+    place: tuple[str, str, str] = ("", "", "")  # (target, mount point, filesystem type)
+    check_every: float = 0.0  # the health check's current period (grows while all is well)
     # Worker-only state: what has been reported, so each outage is reported once.
     missing: bool = False
     announced: bool = False  # a watcher_restarted was already said for the current outage
@@ -217,6 +319,8 @@ class Watcher:
         clock: Callable[[], float] = time.monotonic,
         poll_interval: float = 2.0,
         check_interval: float = 10.0,
+        max_check_interval: float | None = None,
+        mounts: MountTable | None = None,
     ) -> None:
         self._on_hint = on_hint
         self._on_problem = on_problem
@@ -224,9 +328,15 @@ class Watcher:
         # Both the polling observers' interval and the period of inbox health checks.
         self._poll_interval = poll_interval
         # How often each inbox's health (present, readable, still mounted) is checked by a
-        # worker thread. inotify already reports a deleted inbox at once; this catches an
-        # unmount or a share that went away. Every 2 s for 20 folders cost 0.6% idle CPU.
+        # worker thread. inotify already reports a deleted inbox at once and the mount table
+        # says when anything is mounted or unmounted (both looked at on every tick); this
+        # catches a share that went away or a permission change. Each check that finds
+        # nothing new doubles the period, up to max_check_interval (6 × by default).
         self._check_interval = check_interval
+        self._max_check_interval = max(
+            check_interval, 6 * check_interval if max_check_interval is None else max_check_interval
+        )
+        self._mounts = mounts or MountTable()
         self._req = threading.Lock()  # folder requests/flags; never held while calling out
         self._watch_lock = threading.Lock()  # schedule/unschedule; never taken by event handlers
         self._folders: dict[str, _Folder] = {}
@@ -255,12 +365,16 @@ class Watcher:
                 self._teardown(folder)
                 with self._req:
                     del self._folders[name]
-        mounts = _read_mounts()
         for name, spec in wanted.items():
             if name in current and current[name].spec == spec:
                 continue
             root = os.path.normpath(os.path.abspath(spec.inbox))
-            folder = _Folder(spec=spec, root=root, mode=self._planned_mode(spec, root, mounts))
+            folder = _Folder(
+                spec=spec,
+                root=root,
+                mode=self._planned_mode(spec, root),
+                check_every=self._check_interval,
+            )
             with self._req:
                 self._folders[name] = folder
             self._request(folder, full=True)
@@ -272,13 +386,14 @@ class Watcher:
         """
         now = self._clock() if now is None else now
         self._restart_dead_observers()
+        mounts_changed = self._mounts.refresh()  # one poll() while nothing is (un)mounted
         with self._req:
             folders = list(self._folders.values())
         wait = self._check_interval
         for folder in folders:
             dead_watch = folder.watch is not None and not self._watch_alive(folder)
             with self._req:
-                if dead_watch:
+                if dead_watch or mounts_changed:
                     folder.recheck = True  # its worker finds out why and says so
                 if folder.worker is not None and folder.worker.is_alive():
                     continue
@@ -322,13 +437,14 @@ class Watcher:
             worker = folder.worker
             if worker is not None and worker is not threading.current_thread():
                 worker.join(max(0.0, deadline - time.monotonic()))
+        self._mounts.close()
 
     # ---- requests and workers ------------------------------------------------------------
 
-    def _planned_mode(self, spec: WatchSpec, path: str, mounts: str) -> str:
+    def _planned_mode(self, spec: WatchSpec, path: str) -> str:
         if spec.mode == "poll" or InotifyObserver is None:
             return "poll"
-        return "poll" if wants_polling(fs_type_for(path, mounts)) else "inotify"
+        return "poll" if wants_polling(self._mounts.lookup(path)[1]) else "inotify"
 
     def _request(
         self,
@@ -385,7 +501,7 @@ class Watcher:
                     else:
                         # Decided under the lock: a request made after this starts a new worker.
                         folder.worker = None
-                        folder.next_check = now + self._check_interval
+                        folder.next_check = now + folder.check_every
                         return
                 self._scan_safely(folder, top)
         except Exception as exc:  # a bug here must not silence the folder: say so, retry later
@@ -394,28 +510,29 @@ class Watcher:
             with self._req:
                 if folder.worker is threading.current_thread():
                     folder.worker = None
-                folder.next_check = self._clock() + self._check_interval
+                folder.next_check = self._clock() + folder.check_every
 
     # ---- health and (re)watching (worker thread) -----------------------------------------
 
     def _check(self, folder: _Folder) -> bool:
         """Is the inbox usable? Report outages once, rewatch when needed. False = not usable."""
         problem, st = _inbox_problem(folder.root)
-        mounts = _read_mounts()
-        mount, fstype = ("", "")
-        if problem is None and mounts:
-            mount, fstype = mount_for(os.path.realpath(folder.root), mounts)
+        target, mount, fstype = ("", "", "")
+        if st is not None:
+            target, mount, fstype = self._place(folder, (st.st_dev, st.st_ino))
             if folder.mount and len(mount) < len(folder.mount):
                 problem = f"{folder.mount} is no longer mounted"
         if problem is not None:
+            folder.check_every = self._check_interval
             if not folder.missing:
                 folder.missing = True
                 self._problem(folder, "inbox_missing", f"inbox {folder.root} {problem}; retrying")
             self._unwatch(folder)
             return False
         assert st is not None
+        quiet = True
         if folder.missing:
-            folder.missing = False
+            quiet = folder.missing = False
             self._problem(folder, "inbox_back", f"inbox {folder.root} is back; rescanning")
             self._request(folder, full=True)
         identity = (st.st_dev, st.st_ino)
@@ -423,12 +540,27 @@ class Watcher:
             folder.watch is None
             or identity != folder.identity
             or mount != folder.mount
+            or target != folder.target
             or not self._watch_alive(folder)
         ):
+            quiet = False
             had_watch = folder.watch is not None
             folder.mount = mount
-            self._rewatch(folder, identity, fstype, had_watch=had_watch)
+            self._rewatch(folder, identity, target, fstype, had_watch=had_watch)
+        folder.check_every = (
+            min(folder.check_every * 2, self._max_check_interval) if quiet else self._check_interval
+        )
         return True
+
+    def _place(self, folder: _Folder, identity: tuple[int, int]) -> tuple[str, str, str]:
+        """(resolved inbox, its mount point, filesystem type), worked out again only when the
+        inbox is another directory or the mount table changed."""
+        key = (identity, self._mounts.generation)
+        if folder.place_key != key:
+            target = os.path.realpath(folder.root)
+            folder.place = (target, *self._mounts.lookup(target))
+            folder.place_key = key
+        return folder.place
 
     def _watch_alive(self, folder: _Folder) -> bool:
         observer, watch = folder.observer, folder.watch
@@ -445,9 +577,16 @@ class Watcher:
         return True
 
     def _rewatch(
-        self, folder: _Folder, identity: tuple[int, int], fstype: str, *, had_watch: bool
+        self,
+        folder: _Folder,
+        identity: tuple[int, int],
+        target: str,
+        fstype: str,
+        *,
+        had_watch: bool,
     ) -> None:
         self._unwatch(folder)
+        folder.target = target  # before any event of the new watch can arrive
         spec = folder.spec
         use_poll = (
             spec.mode == "poll"
@@ -463,7 +602,10 @@ class Watcher:
                             return
                         observer = self._inotify_observer()
                         folder.watch = observer.schedule(
-                            _Handler(self, folder), folder.root, recursive=spec.recursive
+                            _Handler(self, folder),
+                            target,
+                            recursive=spec.recursive,
+                            event_filter=_EVENT_FILTER,
                         )
                         folder.observer = observer
                 except OSError as exc:
@@ -477,7 +619,10 @@ class Watcher:
             if use_poll:
                 observer = PollingObserver(timeout=self._poll_interval)
                 watch = observer.schedule(
-                    _Handler(self, folder), folder.root, recursive=spec.recursive
+                    _Handler(self, folder),
+                    target,
+                    recursive=spec.recursive,
+                    event_filter=_EVENT_FILTER,
                 )
                 observer.start()  # takes the first snapshot: outside any lock, it may be slow
                 with self._watch_lock:
@@ -570,14 +715,13 @@ class Watcher:
             return
         if event.is_directory:
             if isinstance(event, DirDeletedEvent):
-                if os.path.normpath(os.fsdecode(event.src_path)) == folder.root:
+                if os.path.normpath(os.fsdecode(event.src_path)) == folder.target:
                     self._request(folder, recheck=True)  # the inbox itself: check it now
             elif folder.spec.recursive and isinstance(event, DirCreatedEvent | DirMovedEvent):
                 path = event.dest_path if isinstance(event, DirMovedEvent) else event.src_path
-                path = os.path.normpath(os.fsdecode(path))
-                rel = self._rel(folder, path)
+                rel = self._event_rel(folder, path)
                 if rel is not None and folder.spec.filter.enters(rel):
-                    self._request(folder, scan_dir=path)
+                    self._request(folder, scan_dir=os.path.join(folder.root, rel))
             return
         if isinstance(event, FileMovedEvent):
             raw = event.dest_path  # a move within or into the inbox; a move out has no news
@@ -587,12 +731,16 @@ class Watcher:
             return
         if not raw:
             return
-        rel = self._rel(folder, os.path.normpath(os.fsdecode(raw)))
+        rel = self._event_rel(folder, raw)
         if rel is not None and folder.spec.filter.hints(rel):
             self._hint(folder, rel)
 
-    def _rel(self, folder: _Folder, path: str) -> str | None:
-        prefix = folder.root.rstrip("/") + "/"
+    def _event_rel(self, folder: _Folder, raw: bytes | str) -> str | None:
+        """An event's path relative to the inbox (events name paths under the target)."""
+        return self._rel(folder, os.path.normpath(os.fsdecode(raw)), folder.target or folder.root)
+
+    def _rel(self, folder: _Folder, path: str, base: str | None = None) -> str | None:
+        prefix = (base or folder.root).rstrip("/") + "/"
         if not path.startswith(prefix):
             return None
         rel = path[len(prefix) :]
@@ -698,12 +846,10 @@ def _inbox_problem(path: str) -> tuple[str | None, os.stat_result | None]:
         return f"cannot be checked ({exc.strerror or exc})", None
     if not stat.S_ISDIR(st.st_mode):
         return "is not a directory", None
-    try:
-        # Opening (not reading) the directory proves it is listable: EACCES, ESTALE, EIO.
-        with os.scandir(path):
-            pass
-    except OSError as exc:
-        return f"is not readable ({exc.strerror or exc})", None
+    # access(), not opening: an open of a watched inbox would wake its watch at every check.
+    # (A share gone stale fails the stat above with ESTALE or EIO.)
+    if not os.access(path, os.R_OK | os.X_OK):
+        return "is not readable (permission denied)", None
     return None, st
 
 
