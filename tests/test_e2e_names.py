@@ -108,11 +108,6 @@ def test_a_socket_fails_with_its_reason_and_an_unreadable_file_stays_with_one(
     assert [u.image_sha256 for u in sim.uploads] == [sha(fine)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the ledger binds paths as UTF-8 text: sqlite3 raises UnicodeEncodeError on a"
-    " surrogate escape (ledger.active_at_path, from daemon._drain_hints); the lead's slice",
-)
 def test_a_name_that_is_not_utf8_is_processed_and_the_files_beside_it_too(
     tmp_path: Path, sim: Simulator
 ):

@@ -31,6 +31,7 @@ from watchd.errors import (
     classify_http,
     classify_state,
 )
+from watchd.naming import display
 
 __all__ = [
     "IMAGE_FIELDS",
@@ -233,10 +234,9 @@ class PicWishClient:
             raise ValueError(f"unknown API parameters: {sorted(unknown)}")
         data = {"sync": "1" if sync else "0", "return_type": str(self._return_type)}
         data.update({k: str(v) for k, v in req.params.items() if v is not None})
-        # The multipart header is text: a name that is not UTF-8 goes with its odd bytes
-        # replaced (the name is only a label there; the bytes sent are the image).
-        name = req.image_name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        files = {"image_file": (name, req.image, sniff_image_type(req.image))}
+        # The multipart header is text: a name that is not UTF-8 goes escaped (it is only a
+        # label there; the bytes sent are the image).
+        files = {"image_file": (display(req.image_name), req.image, sniff_image_type(req.image))}
         if req.mask is not None:
             files["mask_file"] = (req.mask_name, req.mask, sniff_image_type(req.mask))
         request = self._http.build_request(

@@ -38,6 +38,7 @@ from sqlite_utils.migrations import Migrations
 
 from watchd.clock import Clock, SystemClock
 from watchd.lifecycle import IN_FLIGHT, TERMINAL, Event, State, Step, step
+from watchd.naming import from_sql, to_sql
 from watchd.observe import Observers, Transition
 
 Row = dict[str, Any]
@@ -179,24 +180,17 @@ def job_key(folder: str, sha256: str, mask_sha256: str | None = None) -> str:
 
 
 def storable(value: Any) -> Any:
-    """A value SQLite can take: a str that is not valid UTF-8 (a file name with surrogate
-    escapes) becomes its exact bytes, stored as a BLOB; paths become strings."""
+    """A value SQLite can take: paths as text, and names that are not UTF-8 as their exact
+    bytes (naming.to_sql)."""
     if isinstance(value, Path):
         value = str(value)
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return value.encode("utf-8", "surrogateescape")
-    return value
+    return to_sql(value) if isinstance(value, str) else value
 
 
 def _row_factory(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> tuple[Any, ...]:
     """Read BLOBs (only names stored by `storable`; watchd keeps no other) back as str."""
     if any(isinstance(v, bytes) for v in row):
-        return tuple(
-            v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v for v in row
-        )
+        return tuple(from_sql(v) if isinstance(v, bytes) else v for v in row)
     return row
 
 

@@ -358,50 +358,6 @@ class Changed(Exception):
     """An original whose bytes are no longer the ones its job checked."""
 
 
-def plan_destination(dest_dir: Path, name: str) -> Path:
-    """A free name in `dest_dir` for an original, to record before moving it there."""
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    return free_name(dest_dir, name)
-
-
-def move_original_to(src: Path, dest: Path) -> Path:
-    """Move `src` to exactly `dest`, never replacing a file there (FileExistsError).
-
-    A hard link then an unlink: the link fails if `dest` exists, and a crash between the two
-    leaves both names on one inode, which the replay recognises. Across filesystems, a
-    durable copy first and the source after.
-    """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dest, follow_symlinks=False)
-    except FileExistsError:
-        if _same_inode(src, dest):
-            os.unlink(src)  # a crash between link and unlink
-            fsync_dir(dest.parent)
-            return dest
-        raise
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
-            raise
-        if os.path.lexists(dest):
-            raise FileExistsError(errno.EEXIST, "destination exists", str(dest)) from None
-        _copy_then_unlink(src, dest)
-        return dest
-    fsync_dir(dest.parent)
-    os.unlink(src)
-    with contextlib.suppress(OSError):
-        fsync_dir(src.parent)
-    return dest
-
-
-def _same_inode(a: Path, b: Path) -> bool:
-    try:
-        sa, sb = os.lstat(a), os.lstat(b)
-    except OSError:
-        return False
-    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
-
-
 def _copy_then_unlink(src: Path, dest: Path) -> None:
     """Across filesystems: a durable copy under a temporary name, no-replace to `dest`, and
     only then the source goes. Only regular files and symlinks can be copied: a FIFO or a

@@ -156,7 +156,10 @@ class Results:
         info = _error_info(job, ctx.clock.wall()) if state == State.FAILING else None
         try:
             if job["dest"] is None:
-                dest = await ctx.offload(outbox.plan_destination, Path(settings[where]), src.name)
+                dest = await ctx.offload(
+                    outbox.plan_destination, Path(settings[where]), src.name,
+                    report=state == State.FAILING,
+                )  # fmt: skip
                 ctx.commit(job_id, Event.PLANNED, {"dest": str(dest)}, dest=str(dest))
             else:
                 dest = Path(job["dest"])
@@ -222,25 +225,30 @@ def _error_info(job: dict[str, Any], wall: float) -> dict[str, Any]:
 def _move_original(
     job: dict[str, Any], dest: Path, error: dict[str, Any] | None
 ) -> Path | None:
-    """Move the original to its recorded destination (a worker thread: no ledger here).
+    """Move the original to its recorded destination (a worker thread: no ledger here),
+    with its report beside it in failed/. None if the original is gone altogether.
 
-    Idempotent: an original already at `dest` (a crash after the move) is found there; one
-    that is gone altogether is None. The bytes are checked first: an original overwritten
-    since it was checked raises Changed.
+    Idempotent: an original already at `dest` (a crash after the move) is found there. The
+    bytes are checked first: an original overwritten since it was checked raises Changed.
     """
     src = Path(job["path"])
-    if not os.path.lexists(src):
-        return dest if os.path.lexists(dest) else None  # moved before a crash, or gone
-    if job.get("sha256") and outbox.sha256_file(src) not in (job["sha256"], None):
+    sha = job.get("sha256")
+    if os.path.lexists(src) and sha and outbox.sha256_file(src) not in (sha, None):
         raise outbox.Changed(src)
-    if error is not None:
-        outbox.write_error_json(dest.parent, dest.name, error)
-    moved = outbox.move_original_to(src, dest)
+    try:
+        if error is None:
+            outbox.move_original_to(src, dest, sha256=sha)
+        else:
+            outbox.fail_original_to(src, dest, error, sha256=sha)
+    except FileNotFoundError:
+        if os.path.lexists(src):
+            raise  # the destination folder is missing, not the original
+        return None
     mask = job.get("mask_path")
     settings = decode(job, "post") or {}
     if mask and settings.get("sidecar") and os.path.lexists(mask):
         outbox.move_original(Path(mask), dest.parent)
-    return moved
+    return dest
 
 
 def move_duplicate(fields: dict[str, Any], error: dict[str, Any] | None) -> str | None:
