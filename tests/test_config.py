@@ -10,6 +10,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from watchd.config import (
+    SECTIONS,
     Config,
     ConfigError,
     ConfigIssue,
@@ -177,7 +178,7 @@ def test_missing_file_names_it_and_says_how_to_start(tmp_path: Path) -> None:
         load_config(missing)
     text = str(caught.value)
     assert str(missing) in text
-    assert "config/watchd.example.yaml" in text
+    assert f"watchd config generate {missing}" in text
 
 
 def test_yaml_syntax_error_is_one_issue_with_its_line(tmp_path: Path) -> None:
@@ -717,7 +718,8 @@ def test_a_private_key_file_and_an_env_key_give_no_warning(tmp_path: Path) -> No
 def test_describe_is_json_with_every_folder_resolved(tmp_path: Path) -> None:
     cfg = load(tmp_path, PRESETS + folder("preset: square"))
     shown = json.loads(json.dumps(describe(cfg, {})))
-    assert set(shown) == {"config", "api", "state_dir", "retry", "log", "folders"}
+    assert set(shown) == {"config", "state_dir", "folders", *SECTIONS}
+    assert {"api", "retry", "log"} <= set(SECTIONS)
     f = shown["folders"][0]
     assert f["inbox"] == str(tmp_path / "in")
     assert f["target"] == {
