@@ -690,12 +690,26 @@ def test_a_mistyped_key_entry_never_echoes_its_value(tmp_path: Path) -> None:
     assert SECRET not in str(caught.value)
 
 
-def test_a_key_pasted_as_key_file_is_refused_without_echoing_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("pasted", [SECRET, "wxAbCdEfGhIjKlMnOpQrStUvWxYz", "sk_live_abcdefghijkl"])
+def test_a_key_pasted_as_key_file_is_refused_without_echoing_it(
+    tmp_path: Path, pasted: str
+) -> None:
+    """With digits or letters only: the value never comes back, only its key path."""
     with pytest.raises(ConfigError) as caught:
-        keyed(tmp_path, SECRET)
+        keyed(tmp_path, pasted)
     assert [i.path for i in caught.value.issues] == ["api.key_file"]
     assert "looks like the API key itself" in str(caught.value)
-    assert SECRET not in str(caught.value)
+    assert pasted not in str(caught.value)
+
+
+def test_a_bare_key_file_name_that_names_no_file_is_never_echoed(tmp_path: Path) -> None:
+    """Short or oddly shaped, a name with no folder that is no file may still be a key."""
+    with pytest.raises(ConfigError) as caught:
+        keyed(tmp_path, "Zk9.q")
+    assert [i.path for i in caught.value.issues] == ["api.key_file"]
+    assert "Zk9.q" not in str(caught.value)
+    secret_file(tmp_path / "Zk9.q")  # once it is a file, it is a path like any other
+    assert load_api_key(keyed(tmp_path, "Zk9.q"), {}) == SECRET
 
 
 def test_a_group_readable_key_file_is_warned_about(tmp_path: Path) -> None:

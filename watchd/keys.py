@@ -21,6 +21,8 @@ from watchd.errors import WatchdError
 CREDENTIAL = "api-key"  # the name under $CREDENTIALS_DIRECTORY (systemd LoadCredential=)
 # The largest key file worth reading: an API key is a short token, not a document.
 _LIMIT = 4096
+# One long token with no folder and no extension: what an API key pasted as a path looks like.
+_TOKEN = re.compile(r"[A-Za-z0-9_+=-]{16,}")
 
 
 class KeyFileError(WatchdError):
@@ -93,11 +95,20 @@ def permission_warnings(source: KeySource) -> list[str]:
 
 
 def unshowable_key_file(written: str, resolved: Path) -> str | None:
-    """Why `key_file: WRITTEN` must not be echoed, or None when it is plainly a path."""
-    token = re.fullmatch(r"[A-Za-z0-9_-]{20,}", written.strip())
-    if token and any(c.isdigit() for c in written) and not resolved.exists():
+    """Why `key_file: WRITTEN` must not be echoed, or None when it is plainly a path.
+
+    A value with no folder in it that names no file may well be the key itself, pasted where
+    its path belongs; it is then never repeated back, in any message, whatever it holds.
+    """
+    if "/" in written or resolved.exists():
+        return None
+    if _TOKEN.fullmatch(written.strip()):
         return (
-            "looks like the API key itself, not a file path (value not shown); put the key "
-            "in a file readable only by watchd and give its path here"
+            "looks like the API key itself, not the path of a file (the value is not shown); "
+            "put the key in a file only watchd can read (chmod 600) and give that file's path "
+            "here, or leave key_file out and use $CREDENTIALS_DIRECTORY or $WATCHD_API_KEY"
         )
-    return None
+    return (
+        "names no file beside the config (the value is not shown, in case it is the key "
+        "itself); give the path of the file that holds the API key"
+    )
