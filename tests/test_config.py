@@ -71,7 +71,7 @@ def png(path: Path, size: tuple[int, int] = (64, 48), kind: str = "PNG") -> Path
 # --- defaults and resolution -----------------------------------------------------------------
 
 
-def test_minimal_config_gets_every_spec_default(tmp_path: Path) -> None:
+def test_minimal_config_gets_every_documented_default(tmp_path: Path) -> None:
     cfg = load(tmp_path, MINIMAL)
     assert cfg.api.base_url == "https://techhk.aoscdn.com"
     assert (cfg.api.qps, cfg.api.mode, cfg.api.return_type) == (2, "async", "url")
