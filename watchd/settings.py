@@ -122,25 +122,20 @@ def _template(value: str) -> str:
     return value
 
 
+# Two whole numbers ≥ 1, as YAML writes them: [W, H].
+_PAIR = {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2, "maxItems": 2}
+_RATIO_TEXT = {"type": "string", "pattern": r"^\s*\d+\s*:\s*\d+\s*$", "examples": ["3:1"]}
 Aspect = Annotated[
-    tuple[int, int],
-    BeforeValidator(_aspect),
-    WithJsonSchema({"type": "string", "pattern": r"^\s*\d+\s*:\s*\d+\s*$", "examples": ["3:1"]}),
+    tuple[int, int], BeforeValidator(_aspect), WithJsonSchema({"anyOf": [_RATIO_TEXT, _PAIR]})
 ]
-Size = Annotated[
-    tuple[int, int],
-    BeforeValidator(_size),
-    WithJsonSchema(
-        {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2, "maxItems": 2}
-    ),
-]
+Size = Annotated[tuple[int, int], BeforeValidator(_size), WithJsonSchema(_PAIR)]
 
 
 # --- the models -----------------------------------------------------------------------------
 
 
 class ApiConfig(Settings):
-    """How to reach the PicWish API. The key itself is never here: see `watchd.keys`."""
+    """How watchd talks to the PicWish API. The API key itself is never in the config."""
 
     base_url: Annotated[str, AfterValidator(_base_url)] = Field(
         "https://techhk.aoscdn.com",
@@ -204,7 +199,7 @@ class RetryConfig(Settings):
 
 
 class LogConfig(Settings):
-    """What the log looks like and how much of it there is."""
+    """What the log looks like (it goes to stderr) and how much of it there is."""
 
     format: Literal["auto", "console", "json"] = Field(
         "auto",
@@ -310,7 +305,7 @@ class _FolderFiles(Settings):
 
 
 class FolderConfig(ImageParams, _FolderFiles):
-    """One watched folder, fully resolved: absolute paths, preset and defaults merged."""
+    """One watched folder. Once loaded: absolute paths, its preset and defaults merged."""
 
     recursive: bool = Field(False, description="Also watch the subfolders of the inbox.")
     watch: Literal["auto", "poll"] = Field(
@@ -352,16 +347,16 @@ class FolderConfig(ImageParams, _FolderFiles):
 
 
 class Config(Settings):
-    """The whole config file, resolved. `presets` keeps the preset maps as written."""
+    """The whole config file. Once loaded `presets` keeps the preset maps as written."""
 
     path: Path = Field(description="The config file itself.")
-    api: ApiConfig = Field(default_factory=ApiConfig, description="How to reach the API.")
+    api: ApiConfig = Field(default_factory=ApiConfig)
     state_dir: Path = Field(
         description="Folder of the job ledger (watchd.db) and the lock.",
         json_schema_extra={"x-default": "$STATE_DIRECTORY, else .watchd/ beside this file"},
     )
-    retry: RetryConfig = Field(default_factory=RetryConfig, description="Retries.")
-    log: LogConfig = Field(default_factory=LogConfig, description="Logging.")
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
     presets: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Named maps of folder keys; a folder picks one with preset: NAME.",
