@@ -1,5 +1,5 @@
 """What a user installing from a wheel starts from: `watchd config ...`, `watchd
-systemd-unit`, and the packaged files behind them.
+systemd-unit`, `--version`, and the packaged files behind them.
 
 Commands run in-process through the real entry point, as in test_cli. The wheel itself is
 built and installed outside the checkout by .ci/run.
@@ -8,6 +8,8 @@ built and installed outside the checkout by .ci/run.
 from __future__ import annotations
 
 import json
+import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import pytest
 import structlog
 import yaml
 
-from watchd import bundled
+from watchd import __version__, bundled
 from watchd.cli import main
 from watchd.docgen import config_schema
 
@@ -213,3 +215,46 @@ def test_this_watchd_under_python_dash_m_is_the_environments_script_or_python(
 )
 def test_unit_words_are_quoted_for_systemd(word: str, quoted: str) -> None:
     assert bundled.unit_quote(word) == quoted
+
+
+# --- the version --------------------------------------------------------------------------------
+
+
+def test_the_version_is_written_once_and_shown_by_version_and_status(
+    tmp_path: Path, watchd: Any
+) -> None:
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'dynamic = ["version"]' in pyproject
+    assert not re.search(r'^version\s*=\s*"', pyproject, re.M)  # no second copy
+    assert watchd("--version")[1].strip() == f"watchd, version {__version__}"
+    path = tmp_path / "watchd.yaml"
+    path.write_text(f"state_dir: {tmp_path}/state\nfolders: [{{name: a, inbox: i, outbox: o}}]\n")
+    code, out, err = watchd("status", "--json", "-c", str(path))
+    assert code == 0, err
+    assert json.loads(out)["version"] == __version__
+
+
+def test_the_changelog_has_an_unreleased_section_and_this_version() -> None:
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert "## [Unreleased]" in changelog
+    assert f"## [{__version__}]" in changelog
+
+
+def test_python_dash_m_watchd_reports_the_same_version() -> None:
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "watchd", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == f"watchd, version {__version__}"
+
+
+def test_shell_completion_as_the_readme_says(watchd: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("_WATCHD_COMPLETE", "bash_complete")
+    monkeypatch.setenv("COMP_WORDS", "watchd config ")
+    monkeypatch.setenv("COMP_CWORD", "2")
+
+    code, out, _ = watchd()
+
+    assert code == 0
+    assert out.split() == ["plain,generate", "plain,schema", "plain,validate"]

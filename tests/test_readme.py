@@ -39,3 +39,8 @@ def test_the_readme_config_example_is_a_valid_config(tmp_path) -> None:
     cfg = load_config(path)
     assert [f.name for f in cfg.folders] == ["products", "banners", "square"]
     assert str(cfg.folders[0].inbox) == "/srv/watchd/products/inbox"
+
+
+def test_the_readme_shows_pipx_and_shell_completion() -> None:
+    assert "pipx install watchd" in README
+    assert "_WATCHD_COMPLETE=bash_source watchd" in README
