@@ -28,6 +28,7 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     ci = (Path(__file__).parent.parent / ".ci" / "run").read_text()
     assert "pip install -q -e '.[test]'" in ci and "\npython -m pytest" in ci
     assert "ruff check" in ci
+    assert "\n.ci/install-check\n" in ci  # the wheel, installed outside the checkout
 
 
 def test_the_readme_config_example_is_a_valid_config(tmp_path) -> None:
