@@ -1,8 +1,9 @@
 """What a user installing from a wheel starts from: `watchd config ...`, `watchd
 systemd-unit`, `--version`, and the packaged files behind them.
 
-Commands run in-process through the real entry point, as in test_cli. The wheel itself is
-built and installed outside the checkout by .ci/run.
+Commands run in-process through the real entry point with test_cli's `watchd` fixture (no
+traceback, no key on any stream). The wheel itself is built and installed outside the
+checkout by .ci/install-check.
 """
 
 from __future__ import annotations
@@ -10,16 +11,15 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Iterator
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 import yaml
 
+from tests.test_cli import watchd  # noqa: F401  (the fixture)
 from watchd import __version__, bundled
-from watchd.cli import main
 from watchd.docgen import config_schema
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,33 +27,18 @@ UNIT = ROOT / "systemd" / "watchd.service"
 
 
 @pytest.fixture
-def watchd(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def run(watchd: Any) -> Any:  # noqa: F811  (test_cli's fixture, imported above)
     """`watchd ARGS...` in-process: (exit code, stdout, stderr)."""
-    monkeypatch.delenv("WATCHD_CONFIG", raising=False)
-    saved = structlog.get_config()
-
-    def invoke(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        out, err = capsys.readouterr()
-        assert "Traceback" not in err, err
-        return code, out, err
-
-    yield invoke
-    structlog.configure(**saved)
+    return lambda *args: astuple(watchd(*args))
 
 
 # --- watchd config generate / schema / validate ---------------------------------------------
 
 
-def test_generate_writes_the_example_its_schema_and_its_mask(tmp_path: Path, watchd: Any) -> None:
+def test_generate_writes_the_example_its_schema_and_its_mask(tmp_path: Path, run: Any) -> None:
     path = tmp_path / "etc" / "watchd.yaml"
 
-    code, out, err = watchd("config", "generate", str(path))
+    code, out, err = run("config", "generate", str(path))
 
     assert code == 0, err
     assert path.read_bytes() == bundled.read(bundled.EXAMPLE)
@@ -62,11 +47,11 @@ def test_generate_writes_the_example_its_schema_and_its_mask(tmp_path: Path, wat
     assert out == "" and f"watchd check -c {path}" in err
 
 
-def test_generate_never_overwrites(tmp_path: Path, watchd: Any) -> None:
+def test_generate_never_overwrites(tmp_path: Path, run: Any) -> None:
     path = tmp_path / "watchd.yaml"
     path.write_text("# mine\n")
 
-    code, _, err = watchd("config", "generate", str(path))
+    code, _, err = run("config", "generate", str(path))
 
     assert code == 1
     assert err.strip() == f"watchd: {path} exists; not overwriting it (choose another PATH)"
@@ -74,32 +59,32 @@ def test_generate_never_overwrites(tmp_path: Path, watchd: Any) -> None:
     assert not (tmp_path / bundled.SCHEMA).exists()
 
 
-def test_generate_keeps_a_mask_or_schema_already_there(tmp_path: Path, watchd: Any) -> None:
+def test_generate_keeps_a_mask_or_schema_already_there(tmp_path: Path, run: Any) -> None:
     (tmp_path / "masks").mkdir()
     (tmp_path / "masks" / "banner.png").write_bytes(b"my own mask")
 
-    code, _, err = watchd("config", "generate", str(tmp_path / "watchd.yaml"))
+    code, _, err = run("config", "generate", str(tmp_path / "watchd.yaml"))
 
     assert code == 0, err
     assert (tmp_path / "masks" / "banner.png").read_bytes() == b"my own mask"
     assert "kept" in err and "banner.png" in err
 
 
-def test_generate_dash_prints_the_example(watchd: Any) -> None:
-    code, out, _ = watchd("config", "generate", "-")
+def test_generate_dash_prints_the_example(run: Any) -> None:
+    code, out, _ = run("config", "generate", "-")
 
     assert code == 0
     assert out == bundled.read(bundled.EXAMPLE).decode()
 
 
 def test_generate_defaults_to_watchd_yaml_here_and_check_finds_it(
-    tmp_path: Path, watchd: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, run: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WATCHD_API_KEY", "k" * 24)
 
-    assert watchd("config", "generate")[0] == 0
-    code, out, err = watchd("check")
+    assert run("config", "generate")[0] == 0
+    code, out, err = run("check")
 
     assert code == 0, err
     assert f"# {tmp_path / 'watchd.yaml'}: OK" in out
@@ -108,38 +93,38 @@ def test_generate_defaults_to_watchd_yaml_here_and_check_finds_it(
     assert banners["mask"] == str(tmp_path / "masks" / "banner.png")
 
 
-def test_schema_prints_the_json_schema(watchd: Any) -> None:
-    code, out, _ = watchd("config", "schema")
+def test_schema_prints_the_json_schema(run: Any) -> None:
+    code, out, _ = run("config", "schema")
 
     assert code == 0
     assert json.loads(out) == config_schema()
 
 
-def test_validate_is_check(tmp_path: Path, watchd: Any) -> None:
+def test_validate_is_check(tmp_path: Path, run: Any) -> None:
     path = tmp_path / "watchd.yaml"
-    watchd("config", "generate", str(path))
+    run("config", "generate", str(path))
 
-    checked = watchd("check", "-c", str(path))
-    validated = watchd("config", "validate", "-c", str(path))
-    before = watchd("-c", str(path), "config", "validate")
+    checked = run("check", "-c", str(path))
+    validated = run("config", "validate", "-c", str(path))
+    before = run("-c", str(path), "config", "validate")
 
     assert checked[0] == 0
     assert validated == checked == before
 
 
-def test_validate_fails_like_check(tmp_path: Path, watchd: Any) -> None:
+def test_validate_fails_like_check(tmp_path: Path, run: Any) -> None:
     path = tmp_path / "watchd.yaml"
     path.write_text("folders: [{name: a, inbox: in, outbox: out, quality: 0}]\n")
 
-    code, out, err = watchd("config", "validate", "-c", str(path))
+    code, out, err = run("config", "validate", "-c", str(path))
 
     assert (code, out) == (1, "")
     assert "folders[0].quality: must be ≥ 1 and ≤ 100 (got 0)" in err
 
 
 @pytest.mark.parametrize("args", [["generate", "--bad"], ["schema", "--bad"]])
-def test_a_bad_flag_names_the_subcommands_help(watchd: Any, args: list[str]) -> None:
-    code, _, err = watchd("config", *args)
+def test_a_bad_flag_names_the_subcommands_help(run: Any, args: list[str]) -> None:
+    code, _, err = run("config", *args)
 
     assert code == 2
     assert err.strip().endswith(f"(see: watchd config {args[0]} --help)")
@@ -157,8 +142,8 @@ def test_the_shipped_unit_is_the_default_rendering_byte_for_byte() -> None:
     assert bundled.systemd_unit(bundled.UNIT_WATCHD).encode() == UNIT.read_bytes()
 
 
-def test_systemd_unit_runs_this_install_and_is_otherwise_the_shipped_unit(watchd: Any) -> None:
-    code, out, _ = watchd("systemd-unit")
+def test_systemd_unit_runs_this_install_and_is_otherwise_the_shipped_unit(run: Any) -> None:
+    code, out, _ = run("systemd-unit")
 
     assert code == 0
     assert (
@@ -171,11 +156,11 @@ def test_systemd_unit_runs_this_install_and_is_otherwise_the_shipped_unit(watchd
     ]
 
 
-def test_systemd_unit_takes_the_config_and_the_user(tmp_path: Path, watchd: Any) -> None:
+def test_systemd_unit_takes_the_config_and_the_user(tmp_path: Path, run: Any) -> None:
     config = tmp_path / "my config.yaml"
 
-    _, out, _ = watchd("systemd-unit", "--config", str(config), "--user", "photos")
-    _, before, _ = watchd("-c", str(config), "systemd-unit", "--user", "photos")
+    _, out, _ = run("systemd-unit", "--config", str(config), "--user", "photos")
+    _, before, _ = run("-c", str(config), "systemd-unit", "--user", "photos")
 
     assert exec_start(out).endswith(f' run --config "{config}"')
     assert "\nUser=photos\nGroup=photos\n" in out
@@ -221,15 +206,15 @@ def test_unit_words_are_quoted_for_systemd(word: str, quoted: str) -> None:
 
 
 def test_the_version_is_written_once_and_shown_by_version_and_status(
-    tmp_path: Path, watchd: Any
+    tmp_path: Path, run: Any
 ) -> None:
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert 'dynamic = ["version"]' in pyproject
     assert not re.search(r'^version\s*=\s*"', pyproject, re.M)  # no second copy
-    assert watchd("--version")[1].strip() == f"watchd, version {__version__}"
+    assert run("--version")[1].strip() == f"watchd, version {__version__}"
     path = tmp_path / "watchd.yaml"
     path.write_text(f"state_dir: {tmp_path}/state\nfolders: [{{name: a, inbox: i, outbox: o}}]\n")
-    code, out, err = watchd("status", "--json", "-c", str(path))
+    code, out, err = run("status", "--json", "-c", str(path))
     assert code == 0, err
     assert json.loads(out)["version"] == __version__
 
@@ -249,12 +234,12 @@ def test_python_dash_m_watchd_reports_the_same_version() -> None:
     assert done.stdout.strip() == f"watchd, version {__version__}"
 
 
-def test_shell_completion_as_the_readme_says(watchd: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_shell_completion_as_the_readme_says(run: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("_WATCHD_COMPLETE", "bash_complete")
     monkeypatch.setenv("COMP_WORDS", "watchd config ")
     monkeypatch.setenv("COMP_CWORD", "2")
 
-    code, out, _ = watchd()
+    code, out, _ = run()
 
     assert code == 0
     assert out.split() == ["plain,generate", "plain,schema", "plain,validate"]
