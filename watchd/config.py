@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 from PIL import Image, UnidentifiedImageError
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from watchd.config_issues import (
     ConfigError,
@@ -152,7 +152,7 @@ def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> Config:
     for key in [k for k in raw if k not in TOP_KEYS]:
         issues.add(key if isinstance(key, str) else show(key), unknown_key(key, TOP_KEYS))
 
-    sections = {name: _section(raw, name, model, base, issues) for name, model in SECTIONS.items()}
+    sections = {name: _section(raw.get(name), name, base, issues) for name in SECTIONS}
     state_dir = _state_dir(raw.get("state_dir"), base, env, issues)
     presets = _presets(raw.get("presets"), issues)
     defaults = _layer(raw.get("defaults"), "defaults", issues, "defaults") or _Layer("defaults")
@@ -168,34 +168,41 @@ def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> Config:
     )
 
 
-def _section(
-    raw: dict[str, Any], name: str, model: type[Settings], base: Path, issues: Issues
-) -> Any:
-    value = raw.get(name)
+def _section(value: Any, name: str, base: Path, issues: Issues) -> Any:
+    """A top-level map of settings (`api:`), or a list of them: paths resolved against the
+    config file's folder, every mistake at its key path."""
+    info, model = Config.model_fields[name], SECTIONS[name]
     if value is None:
-        return model()
-    if not isinstance(value, dict):
-        issues.add(name, f"must be a map of settings (got {show(value)})")
-        return None
-    value = dict(value)
-    for key, info in model.model_fields.items():
-        if Path not in model_types(info.annotation) or value.get(key) is None:
-            continue
-        where = join(name, key)
-        resolved = _path_value(value[key], base, where, issues)
-        problem = resolved and where == "api.key_file" and unshowable_key_file(value[key], resolved)
-        if problem:
-            issues.add(where, problem)
-        if resolved is None or problem:
-            del value[key]  # reported already: validating the rest must not name it again
-        else:
-            value[key] = resolved
+        return info.get_default(call_default_factory=True)
+    listed = isinstance(value, list)
+    value = [dict(v) if isinstance(v, dict) else v for v in (value if listed else [value])]
+    for i, item in enumerate(value):
+        if isinstance(item, dict):
+            _resolve_paths(item, model, join(name, i) if listed else name, base, issues)
     try:
-        return model.model_validate(value)
+        return TypeAdapter(info.annotation).validate_python(value if listed else value[0])
     except ValidationError as exc:
         for err in exc.errors():
             issues.add(loc_text(name, err["loc"]), message(model, err))
     return None
+
+
+def _resolve_paths(
+    item: dict[str, Any], model: type[Settings], where: str, base: Path, issues: Issues
+) -> None:
+    """The path keys of one map, made absolute; one that cannot be used is reported and left
+    out, so that validating the rest does not name it again."""
+    for key, info in model.model_fields.items():
+        if Path not in model_types(info.annotation) or item.get(key) is None:
+            continue
+        resolved = _path_value(item[key], base, join(where, key), issues)
+        problem = resolved and key == "key_file" and unshowable_key_file(item[key], resolved)
+        if problem:
+            issues.add(join(where, key), problem)
+        if resolved is None or problem:
+            del item[key]
+        else:
+            item[key] = resolved
 
 
 _placeholder = re.compile(r"\{[^{}]*\}")

@@ -167,6 +167,8 @@ def unknown_key(key: Any, known: Iterable[str]) -> str:
 def _model_at(model: type[Settings] | None, loc: Iterable[Any]) -> type[Settings] | None:
     """The model that holds the keys at `loc` inside `model`: ("expand",) → Expand."""
     for part in loc:
+        if isinstance(part, int):  # an item of a list of maps: the same model
+            continue
         if model is None or part not in model.model_fields:
             return None
         model = submodel(model.model_fields[part])

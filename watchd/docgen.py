@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from watchd import bundled
-from watchd.settings import SECTIONS, Config, number_text
+from watchd.settings import Config, number_text
 
 REFERENCE = "docs/config.md"
 
@@ -123,26 +123,22 @@ offline. After an upgrade, refresh it: `watchd config schema > watchd.schema.jso
 
 
 def config_reference() -> str:
-    """docs/config.md: a table per section with every key of the file."""
+    """docs/config.md: the top-level keys, then a table per map (or list of maps) of keys."""
     schema = config_schema()
     defs, top = schema["$defs"], schema["properties"]
-    preset = {
-        **top["presets"]["additionalProperties"],
-        "description": top["presets"]["description"],
-    }
-    rows = [("state_dir", top["state_dir"]), ("presets.NAME", preset)]
-    rows += [("defaults", top["defaults"]), ("folders", top["folders"])]
-    parts = [HEADER, "## Top level\n\n" + _table(rows)]
-    for key, section in SECTIONS.items():
-        model = defs[section.__name__]
-        parts.append(_section(key, model["description"], _rows(key, model, defs)))
-    folder = _rows("folders[]", defs["Folder"], defs)
-    parts.append(_section("folders[]", "Each watched folder; the keys below.", folder))
-    return "\n".join(parts)
-
-
-def _section(key: str, about: str, rows: list[tuple[str, dict[str, Any]]]) -> str:
-    return f"## `{key}`\n\n{about}\n\n{_table(rows)}"
+    rows, sections = [], []
+    for key, prop in top.items():
+        listed = prop.get("type") == "array"
+        model = _model(prop.get("items", {}) if listed else prop, defs)
+        if key == "presets":
+            rows.append((f"{key}.NAME", {**prop, "x-default": "none"}))
+        elif model is None or listed or key == "defaults":
+            rows.append((key, prop))
+        if model is not None and key != "defaults":  # defaults: the keys of folders[]
+            path = f"{key}[]" if listed else key
+            about = prop.get("description") or model["description"]
+            sections.append(f"## `{path}`\n\n{about}\n\n{_table(_rows(path, model, defs))}")
+    return "\n".join([HEADER, "## Top level\n\n" + _table(rows), *sections])
 
 
 def _rows(
@@ -189,7 +185,7 @@ def _type(prop: dict[str, Any]) -> str:
             item = "map" if "$ref" in b["items"] else b["items"].get("type", "value")
             names.append(f"list of {item}s" if "maxItems" not in b else f"[{item}, {item}]")
         else:
-            names.append(b.get("type", "value"))
+            names.append({"object": "map"}.get(b.get("type", ""), b.get("type", "value")))
     return " or ".join(dict.fromkeys(names))
 
 

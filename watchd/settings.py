@@ -375,9 +375,11 @@ def model_types(annotation: Any) -> list[Any]:
 
 
 def submodel(info: FieldInfo) -> type[Settings] | None:
-    """The config model a field holds (`expand` → Expand), or None."""
-    found = [t for t in model_types(info.annotation) if isinstance(t, type)]
-    return next((t for t in found if issubclass(t, Settings)), None)
+    """The config model a field holds (`expand` → Expand), or a list of (`folders` →
+    FolderConfig); None for a plain value."""
+    found = model_types(info.annotation)
+    found += [t for f in found if get_origin(f) in (tuple, list) for t in get_args(f)]
+    return next((t for t in found if isinstance(t, type) and issubclass(t, Settings)), None)
 
 
 def bounds(info: FieldInfo) -> str:
@@ -393,6 +395,10 @@ def bounds(info: FieldInfo) -> str:
 
 # Folder keys whose maps merge key by key across defaults, a preset and the folder.
 MERGED_MAPS: dict[str, type[Settings]] = {"expand": Expand, "target": Target}
+# Top-level keys that hold a map of settings (`api:`) or a list of them, loaded alike; the
+# others have loading rules of their own.
 SECTIONS: dict[str, type[Settings]] = {
-    name: model for name, info in Config.model_fields.items() if (model := submodel(info))
+    name: model
+    for name, info in Config.model_fields.items()
+    if name not in ("path", "state_dir", "presets", "folders") and (model := submodel(info))
 }
