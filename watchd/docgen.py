@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from watchd import bundled
-from watchd.settings import Config, number_text
+from watchd.settings import MERGED_MAPS, Config, number_text
 
 REFERENCE = "docs/config.md"
 
@@ -36,8 +36,8 @@ def config_schema() -> dict[str, Any]:
     props = schema["properties"]
     del props["path"]
     folder = defs.pop("FolderConfig")
-    for name in ("Expand", "Target"):
-        _allow_null(defs[name])
+    for model in MERGED_MAPS.values():  # `expand: {left: null}` drops an inherited side
+        _allow_null(defs[model.__name__])
     keys = _allow_null({**folder, "required": []})
     keys["title"] = "FolderKeys"
     keys["description"] = "Folder keys, inherited by every folder (defaults) or chosen (preset)."
