@@ -175,6 +175,24 @@ def test_check_with_the_key_from_the_environment_never_prints_it(tmp_path: Path)
     assert "WATCHD_API_KEY" in json.loads(result.stdout)["api"]["key"]
 
 
+@pytest.mark.parametrize("command", ["check", "run"])
+@pytest.mark.parametrize("pasted", ["wxAbCdEfGhIjKlMnOpQrStUvWxYz", "wx1234abcd5678efgh9012"])
+def test_a_key_pasted_into_key_file_is_refused_and_never_echoed(
+    tmp_path: Path, command: str, pasted: str
+) -> None:
+    """Letters only or with digits: the error names the key path and what to do, not the value."""
+    path = config(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    data["api"]["key_file"] = pasted
+    write(path, data)
+
+    result = watchd_process(command, "-c", str(path))
+
+    assert result.returncode == 1
+    assert pasted not in result.stdout + result.stderr
+    assert "api.key_file: looks like the API key itself" in result.stderr
+
+
 # -- --config before or after the command, $WATCHD_CONFIG ------------------------------------
 
 

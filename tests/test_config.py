@@ -10,6 +10,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from watchd.config import (
+    SECTIONS,
     Config,
     ConfigError,
     ConfigIssue,
@@ -70,7 +71,7 @@ def png(path: Path, size: tuple[int, int] = (64, 48), kind: str = "PNG") -> Path
 # --- defaults and resolution -----------------------------------------------------------------
 
 
-def test_minimal_config_gets_every_spec_default(tmp_path: Path) -> None:
+def test_minimal_config_gets_every_documented_default(tmp_path: Path) -> None:
     cfg = load(tmp_path, MINIMAL)
     assert cfg.api.base_url == "https://techhk.aoscdn.com"
     assert (cfg.api.qps, cfg.api.mode, cfg.api.return_type) == (2, "async", "url")
@@ -177,7 +178,7 @@ def test_missing_file_names_it_and_says_how_to_start(tmp_path: Path) -> None:
         load_config(missing)
     text = str(caught.value)
     assert str(missing) in text
-    assert "config/watchd.example.yaml" in text
+    assert f"watchd config generate {missing}" in text
 
 
 def test_yaml_syntax_error_is_one_issue_with_its_line(tmp_path: Path) -> None:
@@ -689,12 +690,26 @@ def test_a_mistyped_key_entry_never_echoes_its_value(tmp_path: Path) -> None:
     assert SECRET not in str(caught.value)
 
 
-def test_a_key_pasted_as_key_file_is_refused_without_echoing_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("pasted", [SECRET, "wxAbCdEfGhIjKlMnOpQrStUvWxYz", "sk_live_abcdefghijkl"])
+def test_a_key_pasted_as_key_file_is_refused_without_echoing_it(
+    tmp_path: Path, pasted: str
+) -> None:
+    """With digits or letters only: the value never comes back, only its key path."""
     with pytest.raises(ConfigError) as caught:
-        keyed(tmp_path, SECRET)
+        keyed(tmp_path, pasted)
     assert [i.path for i in caught.value.issues] == ["api.key_file"]
     assert "looks like the API key itself" in str(caught.value)
-    assert SECRET not in str(caught.value)
+    assert pasted not in str(caught.value)
+
+
+def test_a_bare_key_file_name_that_names_no_file_is_never_echoed(tmp_path: Path) -> None:
+    """Short or oddly shaped, a name with no folder that is no file may still be a key."""
+    with pytest.raises(ConfigError) as caught:
+        keyed(tmp_path, "Zk9.q")
+    assert [i.path for i in caught.value.issues] == ["api.key_file"]
+    assert "Zk9.q" not in str(caught.value)
+    secret_file(tmp_path / "Zk9.q")  # once it is a file, it is a path like any other
+    assert load_api_key(keyed(tmp_path, "Zk9.q"), {}) == SECRET
 
 
 def test_a_group_readable_key_file_is_warned_about(tmp_path: Path) -> None:
@@ -717,7 +732,8 @@ def test_a_private_key_file_and_an_env_key_give_no_warning(tmp_path: Path) -> No
 def test_describe_is_json_with_every_folder_resolved(tmp_path: Path) -> None:
     cfg = load(tmp_path, PRESETS + folder("preset: square"))
     shown = json.loads(json.dumps(describe(cfg, {})))
-    assert set(shown) == {"config", "api", "state_dir", "retry", "log", "folders"}
+    assert set(shown) == {"config", "state_dir", "folders", *SECTIONS}
+    assert {"api", "retry", "log"} <= set(SECTIONS)
     f = shown["folders"][0]
     assert f["inbox"] == str(tmp_path / "in")
     assert f["target"] == {

@@ -1,4 +1,4 @@
-"""Name rules of an inbox: inputs, junk, ignore globs, sidecar masks (SPEC "Inputs")."""
+"""Name rules of an inbox: inputs, junk, ignore globs, sidecar masks."""
 
 import pytest
 
@@ -36,7 +36,7 @@ JUNK_FILES = [
 
 
 @pytest.mark.parametrize("name", JUNK_FILES)
-def test_every_junk_pattern_of_the_spec_is_junk(name):
+def test_every_documented_junk_pattern_is_junk(name):
     assert is_junk_name(name)
     assert not InboxFilter().wants(name)
 

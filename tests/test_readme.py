@@ -28,6 +28,7 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     ci = (Path(__file__).parent.parent / ".ci" / "run").read_text()
     assert "pip install -q -e '.[test]'" in ci and "\npython -m pytest" in ci
     assert "ruff check" in ci
+    assert "\n.ci/install-check\n" in ci  # the wheel, installed outside the checkout
 
 
 def test_the_readme_config_example_is_a_valid_config(tmp_path) -> None:
@@ -39,3 +40,8 @@ def test_the_readme_config_example_is_a_valid_config(tmp_path) -> None:
     cfg = load_config(path)
     assert [f.name for f in cfg.folders] == ["products", "banners", "square"]
     assert str(cfg.folders[0].inbox) == "/srv/watchd/products/inbox"
+
+
+def test_the_readme_shows_pipx_and_shell_completion() -> None:
+    assert "pipx install watchd" in README
+    assert "_WATCHD_COMPLETE=bash_source watchd" in README

@@ -1,5 +1,6 @@
-"""systemd/watchd.service: what the SPEC asks of it, `systemd-analyze verify` and the sandbox
-exposure score (`systemd-analyze security --offline=true`, at 1.5 or lower).
+"""systemd/watchd.service: what the service needs of it (Type=notify with a watchdog, a fixed
+user, the state directory and the key as a credential, a sandbox), `systemd-analyze verify`
+and the sandbox exposure score (`systemd-analyze security --offline=true`, at 1.5 or lower).
 
 The unit's ExecStart (/opt/watchd/bin/watchd) does not exist on a build machine, and verify
 rightly complains about it. So verify runs twice: on the real file, where that complaint (and
@@ -16,6 +17,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+from watchd import bundled
+from watchd.config import ApiConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "watchd.service"
@@ -63,7 +67,7 @@ def complaints_about_watchd(result: subprocess.CompletedProcess[str]) -> list[st
     return [line for line in lines if "watchd" in line]
 
 
-# --- what the SPEC asks of the unit -------------------------------------------------------
+# --- what the service needs of the unit ---------------------------------------------------
 
 
 def test_unit_is_a_notify_service_that_only_the_main_process_may_notify() -> None:
@@ -86,7 +90,12 @@ def test_reload_sends_sighup_to_the_main_process() -> None:
 def test_restarts_on_failure_only() -> None:
     assert one("Restart") == "on-failure"
     assert one("RestartSec")
-    assert one("TimeoutStopSec")
+
+
+def test_a_stop_outlasts_a_held_sync_create() -> None:
+    """On SIGTERM in sync mode the daemon awaits creates held up to api.task_timeout: a
+    create cut off by SIGKILL would be paid again after the restart."""
+    assert int(one("TimeoutStopSec")) >= ApiConfig().task_timeout + 30
 
 
 def test_runs_as_a_fixed_user_not_a_dynamic_one() -> None:
@@ -132,6 +141,15 @@ def test_verify_is_clean_when_the_binary_exists(tmp_path: Path) -> None:
     assert text.count(f"ExecStart={BINARY} ") == 1
     copy = tmp_path / "watchd.service"
     copy.write_text(text.replace(f"ExecStart={BINARY} ", "ExecStart=/bin/true "))
+    result = analyze("verify", str(copy), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert complaints_about_watchd(result) == []
+
+
+@needs_analyze
+def test_the_unit_watchd_prints_for_this_install_verifies_clean(tmp_path: Path) -> None:
+    copy = tmp_path / "watchd.service"
+    copy.write_text(bundled.systemd_unit(bundled.this_watchd()))
     result = analyze("verify", str(copy), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert complaints_about_watchd(result) == []

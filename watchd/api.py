@@ -32,6 +32,7 @@ from watchd.errors import (
     classify_state,
 )
 from watchd.naming import display
+from watchd.params import API_PARAMS
 
 __all__ = [
     "IMAGE_FIELDS",
@@ -44,9 +45,7 @@ __all__ = [
 ]
 
 # Optional API parameters a job may set (the doc's body parameters besides files and flags).
-PARAM_NAMES = frozenset(
-    {"top", "bottom", "left", "right", "prompt", "strength", "scale", "steps", "seed"}
-)
+PARAM_NAMES = frozenset(API_PARAMS)
 # Where a result may be, in the order they are read.
 IMAGE_FIELDS = ("image", "image1", "image_1", "image_2", "image_3", "image_4")
 _RETURN_TYPES = {"url": 1, "base64": 2}

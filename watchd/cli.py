@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from watchd import __version__, logs
+from watchd.cli_config import config_commands, systemd_unit
 from watchd.config import (
     Config,
     ConfigError,
@@ -425,6 +426,12 @@ def demo(clean: bool, workdir: Path | None) -> None:
     sys.exit(run_demo(out, err, keep=not clean, workdir=workdir))
 
 
+# Commands of their own modules; `watchd config validate` is `watchd check`.
+cli.add_command(config_commands)
+cli.add_command(systemd_unit)
+config_commands.add_command(check, "validate")
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         # Outside standalone mode click returns the code of an Exit instead of raising it.
@@ -433,9 +440,12 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:  # `watchd` or `watchd config` alone
+        click.echo(exc.format_message(), err=True)
+        sys.exit(2)
     except click.UsageError as exc:
-        hint = f" (see: watchd {exc.ctx.info_name if exc.ctx and exc.ctx.parent else ''} --help)"
-        click.echo(f"watchd: {exc.format_message()}{hint.replace('  ', ' ')}", err=True)
+        command = exc.ctx.command_path if exc.ctx else "watchd"
+        click.echo(f"watchd: {exc.format_message()} (see: {command} --help)", err=True)
         sys.exit(2)
     except click.ClickException as exc:
         exc.show()

@@ -1,9 +1,10 @@
 """Which names in an inbox are inputs, sidecar masks, or junk to leave alone.
 
-This module owns the name rules of SPEC "Inputs" and "Sidecar masks": the junk list (hidden,
-temporary, OS and NAS litter), the image extensions, the ignore globs of a folder and the
-`NAME.mask.png` convention. It works on names and relative paths only: it must never touch the
-filesystem (the caller stats; a name that looks right may still be a symlink or a FIFO).
+This module owns the name rules of an inbox: which names are inputs (`.jpg .jpeg .png` in any
+letter case) and which are junk left alone (hidden, temporary, OS and NAS litter), the ignore
+globs of a folder, and the `NAME.mask.png` convention of sidecar masks. It works on names and
+relative paths only: it must never touch the filesystem (the caller stats; a name that looks
+right may still be a symlink or a FIFO).
 
 Like watchfiles' filters these are plain predicates, so the watcher, the rescan and the daemon
 all ask the same question and get the same answer.
@@ -28,7 +29,7 @@ _JUNK_SUFFIXES_LOWER = (".tmp", ".part", ".partial", ".crdownload", ".swp")
 
 
 def is_junk_name(name: str) -> bool:
-    """True for hidden, temporary and OS litter file names (SPEC "Inputs").
+    """True for hidden, temporary and OS litter file names: never an input.
 
     `.*` covers `._*` and `.DS_Store`; `~*` covers Office's `~$*` lock files.
     """

@@ -20,6 +20,7 @@ from watchd.filters import find_sidecar_masks
 from watchd.geometry import TargetUnreachable, target_ratios
 from watchd.imaging import displayed_size, fit_for_upload, image_size, scale_mask
 from watchd.ledger import job_key
+from watchd.params import ImageParams
 from watchd.preflight import (
     FileBytes,
     PreflightError,
@@ -30,7 +31,8 @@ from watchd.preflight import (
     read_regular_file,
 )
 
-API_FIELDS = ("prompt", "strength", "scale", "steps", "seed")
+# The generation settings a job copies from its folder, beside the four ratios.
+API_FIELDS = tuple(ImageParams.model_fields)
 
 
 @dataclass(frozen=True)

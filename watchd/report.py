@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from watchd import __version__
 from watchd.config import Config
 from watchd.filters import InboxFilter, mask_stem
 from watchd.ledger import Ledger
@@ -66,6 +67,7 @@ def status(cfg: Config, ledger: Ledger | None, now: float) -> dict[str, Any]:
     holder = StateLock.holder(cfg.state_dir)
     folders: dict[str, dict[str, int]] = {f.name: {} for f in cfg.folders}
     out: dict[str, Any] = {
+        "version": __version__,
         "daemon": {"running": holder is not None, "pid": holder},
         "state_dir": str(cfg.state_dir),
         "folders": folders,

@@ -1,4 +1,4 @@
-"""Is this file finished? A pure quiet-period tracker (SPEC "Complete files only").
+"""Is this file finished? A pure quiet-period tracker: only complete files are taken.
 
 A file is taken once it has been quiet for `settle` seconds: no event or scan saw it in that
 time, and its size and mtime are what they were when it was last seen. The caller feeds it

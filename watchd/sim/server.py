@@ -429,7 +429,8 @@ class Simulator:
 
     def _url_token(self, task: _Task, now: float) -> str:
         """The task's current result URL token; a fresh one once the last has expired, so
-        querying again recovers an expired URL (as watchd's SPEC relies on)."""
+        querying again recovers an expired URL (watchd relies on that rather than paying
+        for a new task)."""
         with self._lock:
             if task.token is None or now >= task.token_expires:
                 task.token = f"{self._rng.getrandbits(128):032x}"
