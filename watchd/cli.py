@@ -167,6 +167,7 @@ def status(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
       watchd status --json | jq .folders
     """
     from watchd.report import status as build
+    from watchd.spend import status_lines as spend_lines
 
     cfg = _config(ctx, config_path)
     ledger = _open_ledger(cfg)
@@ -219,6 +220,8 @@ def status(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
         out.print(failures)
     if data["lone_masks"]:
         out.print("masks waiting for their image: " + ", ".join(data["lone_masks"]))
+    for line in spend_lines(data["spend"]):
+        out.print(line)
 
 
 @cli.command()

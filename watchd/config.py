@@ -47,6 +47,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from watchd import spend
 from watchd.errors import WatchdError
 from watchd.outbox import TemplateError, render_name
 
@@ -343,6 +344,9 @@ class ApiConfig(_Frozen):
     poll_interval: Positive = 1.0
     task_timeout: Positive = 180.0
     on_ambiguous: Annotated[OnAmbiguous, _one_of(OnAmbiguous)] = "resubmit"
+    max_creates_per_day: spend.Cap = Field(None, description=spend.ACCOUNT_DAY_CAP)
+    max_creates_per_month: spend.Cap = Field(None, description=spend.ACCOUNT_MONTH_CAP)
+    timezone: spend.TimezoneName = Field(None, description=spend.TIMEZONE)
 
 
 class RetryConfig(_Frozen):
@@ -444,6 +448,7 @@ class FolderConfig(_Frozen):
     rescan_interval: Positive = 300.0
     ignore: Annotated[tuple[str, ...], BeforeValidator(_patterns)] = ()
     output: Annotated[str, BeforeValidator(_template)] = "{stem}{ext}"
+    max_creates_per_day: spend.Cap = Field(None, description=spend.FOLDER_DAY_CAP)
 
     @model_validator(mode="before")
     @classmethod
