@@ -431,3 +431,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+# Commands of their own modules (issue 13: plan, notify-test).
+from watchd.cli_money import register as _register_money  # noqa: E402
+
+_register_money(cli)

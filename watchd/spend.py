@@ -252,6 +252,40 @@ def cap_block(
     return max(held, key=lambda b: b.until) if held else None
 
 
+@dataclass(frozen=True)
+class Room:
+    """How many of the creates asked for may leave now, and the cap that stops the rest."""
+
+    allowed: int
+    cap: str | None = None
+    monthly: bool = False  # the cap that stops them turns over with the month
+
+    def until_text(self, now_wall: float, tz: ZoneInfo) -> str:
+        p = period(now_wall, tz)
+        until = p.month_end if self.monthly else p.day_end
+        return datetime.fromtimestamp(until, tz).isoformat(timespec="minutes")
+
+
+def room(caps: Caps, counts: Counts, wanted: Mapping[str, int]) -> Room:
+    """Of `wanted` creates per folder, how many the caps let leave before a period turns."""
+    total, cap, monthly = 0, None, False
+    for name, n in sorted(wanted.items()):
+        limit = caps.folder_day.get(name)
+        if limit is not None:
+            left = max(0, limit - counts.folder_day.get(name, 0))
+            if left < n:
+                n, cap = left, f"folders.{name}.max_creates_per_day"
+        total += n
+    allowed = total
+    if caps.day is not None and caps.day - counts.day < allowed:
+        allowed, cap = max(0, caps.day - counts.day), "api.max_creates_per_day"
+    # The month's cap stops them too when it leaves no more: then it is the one that lasts.
+    month_left = None if caps.month is None else max(0, caps.month - counts.month)
+    if month_left is not None and (month_left < allowed or (month_left == allowed and cap)):
+        allowed, cap, monthly = month_left, "api.max_creates_per_month", True
+    return Room(allowed, cap if allowed < sum(wanted.values()) else None, monthly)
+
+
 # -- accounting --------------------------------------------------------------------------
 
 ACCEPTED = ("created", "sync_done")
