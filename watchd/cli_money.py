@@ -96,7 +96,7 @@ def register(group: click.Group) -> None:
         if not cfg.notify:
             raise Fatal("no notification targets: add a notify: list to the config")
         failed = 0
-        for result in notifications.send_test(cfg):
+        for result in notifications.send_test(cfg.notify):
             mark = "ok" if result.ok else "FAILED"
             failed += not result.ok
             click.echo(f"{mark:6} {result.label}" + (f": {result.error}" if result.error else ""))

@@ -49,6 +49,7 @@ from pydantic_core import PydanticCustomError
 
 from watchd import spend
 from watchd.errors import WatchdError
+from watchd.notifications import NotifyTarget, load_targets
 from watchd.outbox import TemplateError, render_name
 
 __all__ = [
@@ -490,9 +491,10 @@ class Config(_Frozen):
     log: LogConfig = Field(default_factory=LogConfig)
     presets: dict[str, dict[str, Any]] = Field(default_factory=dict)
     folders: tuple[FolderConfig, ...]
+    notify: tuple[NotifyTarget, ...] = Field((), description="Where to send notifications.")
 
 
-TOP_KEYS = ("api", "state_dir", "retry", "log", "presets", "defaults", "folders")
+TOP_KEYS = ("api", "state_dir", "retry", "log", "presets", "defaults", "folders", "notify")
 FOLDER_KEYS = tuple(FolderConfig.model_fields)
 _PATH_KEYS = ("inbox", "outbox", "done", "failed")
 _MAP_KEYS = {"expand": tuple(Expand.model_fields), "target": tuple(Target.model_fields)}
@@ -591,6 +593,7 @@ def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> Config:
     presets = _presets(raw.get("presets"), issues)
     defaults = _layer(raw.get("defaults"), "defaults", issues, "defaults") or {}
     folders = _folders(raw.get("folders"), defaults, presets, base, issues)
+    notify = load_targets(raw.get("notify"), base, issues.add)
     if issues:
         raise ConfigError(issues.items)
     return Config(
@@ -601,6 +604,7 @@ def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> Config:
         log=sections["log"],
         presets=presets,
         folders=tuple(folders),
+        notify=notify,
     )
 
 
@@ -1117,6 +1121,7 @@ def describe(cfg: Config, env: Mapping[str, str] | None = None) -> dict[str, Any
         "retry": cfg.retry.model_dump(mode="json"),
         "log": cfg.log.model_dump(mode="json"),
         "folders": [_describe_folder(f) for f in cfg.folders],
+        "notify": [t.describe(i) for i, t in enumerate(cfg.notify)],
     }
 
 

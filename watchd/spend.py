@@ -354,6 +354,10 @@ class Tally:
             "month": self._one(p.month, p.month),
         }
 
+    def day(self, d: date) -> dict[str, Any]:
+        """One local day: accepted, spent and extra creates, per folder and in total."""
+        return self._one(d, d.isoformat())
+
     def _one(self, key: Any, label: str) -> dict[str, Any]:
         folders: dict[str, dict[str, Any]] = {}
 
@@ -408,8 +412,11 @@ LOOKBACK = 86400.0
 
 def read_tally(conn: sqlite3.Connection, now_wall: float, tz: ZoneInfo) -> Tally:
     """A tally of the current month (and the day before it), from the ledger, read-only."""
+    return read_tally_since(conn, period(now_wall, tz).month_start - LOOKBACK, tz)
+
+
+def read_tally_since(conn: sqlite3.Connection, since: float, tz: ZoneInfo) -> Tally:
     tally = Tally(tz)
-    since = period(now_wall, tz).month_start - LOOKBACK
     for job_id, folder, event, at, detail in conn.execute(SEED_SQL, [since, *_READ_EVENTS]):
         tally.add(job_id, folder, event, at, json.loads(detail) if detail else {})
     return tally
