@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from watchd import logs
+from watchd import logs, notifications
 from watchd.api import PicWishClient
 from watchd.config import Config, ConfigError, FolderConfig, load_api_key, load_config
 from watchd.engine import Engine
@@ -32,6 +32,7 @@ from watchd.lifecycle import State
 from watchd.lock import StateLock
 from watchd.sdnotify import Notifier
 from watchd.settle import SettleTracker, Stat
+from watchd.spend import timezone_of  # issue 13 hook
 from watchd.watch import Watcher, WatchSpec
 
 INTAKE_WORKERS = 2
@@ -122,6 +123,10 @@ class Daemon:
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         lock = StateLock(cfg.state_dir).acquire()
         ledger = Ledger.open(cfg.state_dir / "watchd.db")
+        # -- notifications hook (issue 13): observe transitions, start here, stop at the end.
+        self.alerts = notifications.Notifier(cfg.notify, timezone_of(cfg)).start()
+        self.alert_view = notifications.LedgerView(ledger.db.conn, timezone_of(cfg))
+        ledger.observers.add(self.alerts)
         loop = asyncio.get_running_loop()
         self.cfg = cfg
         self.key_stamp = self._key_stamp()
@@ -166,6 +171,7 @@ class Daemon:
                 w.cancel()
             await self.engine.drain()
             await self.engine.aclose()
+            self.alerts.stop()  # notifications hook (issue 13)
             ledger.close()
             lock.release()
             self.log.info("watchd stopped")
@@ -192,6 +198,9 @@ class Daemon:
             self._expire_mask_waits(now)
             sleep = await self.engine.pump()
             mono = time.monotonic()
+            # notifications hook (issue 13): the 401 pause, digests, stuck, daily summary.
+            self.alerts.account_pause(self.engine.paused)
+            self.alerts.tick(time.time(), mono, self.alert_view)
             if mono >= next_tick:
                 next_tick = mono + self.watcher.tick()
                 self._check_key_change()
@@ -348,6 +357,7 @@ class Daemon:
         self.cfg = cfg
         self.engine.apply_config(cfg)
         self._apply_folders(cfg)
+        self.alerts.set_targets(cfg.notify)  # notifications hook (issue 13)
         key = load_api_key(cfg, self.env)
         if key:
             logs.add_secret(key)

@@ -469,6 +469,14 @@ class Notifier:
         where = f"folder {folder}" if folder else "all folders"
         self._announce("resumed", f"watchd: creates resumed ({where})", reason)
 
+    def account_pause(self, reason: str | None) -> None:
+        """The account's pause as it is now (the engine's 401 pause): call it every turn;
+        it says `paused` when one begins and `resumed` when it ends, once each."""
+        if reason:
+            self.paused(reason)
+        elif ("paused", None) in self.held:
+            self.resumed("the pause was lifted (a new API key, or a reload): creates go again")
+
     def tick(self, now_wall: float, mono: float, view: View) -> None:
         """Due work: failure digests, `stuck`, the daily summary. Call it every loop turn."""
         for key, until in list(self.held.items()):

@@ -407,6 +407,10 @@ def summary(
     }
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def duration_text(seconds: float) -> str:
     seconds = round(seconds)
     h, rest = divmod(seconds, 3600)
@@ -422,7 +426,7 @@ def summary_lines(total: dict[str, Any]) -> list[str]:
     verdicts = ", ".join(f"{n} {v}" for v, n in sorted(total["verdicts"].items()))
     lines = [f"{total['files']} files: {verdicts or 'none'}"]
     creates = total["creates"]
-    line = f"{creates} creates"
+    line = plural(creates, "create")
     if creates and total["seconds"] is not None:
         how = "learned" if total["requests_per_task_learned"] else "at least"
         line += (
@@ -437,9 +441,11 @@ def summary_lines(total: dict[str, Any]) -> list[str]:
     lines.append(line)
     stop = total["cap_stops_it"]
     if stop:
+        rest = stop["waiting_after_it"]
         lines.append(
-            f"a cap stops it: {stop['cap']} lets {stop['creates_before_it']} creates go now;"
-            f" {stop['waiting_after_it']} wait until {stop['until']} or later"
+            f"a cap stops it: {stop['cap']} lets {plural(stop['creates_before_it'], 'create')}"
+            f" go now; {rest} more {'waits' if rest == 1 else 'wait'} until {stop['until']}"
+            " or later"
         )
     elif creates:
         lines.append("no cap stops it")
