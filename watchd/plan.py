@@ -68,6 +68,7 @@ class FilePlan:
     upload: tuple[int, int] | None = None  # the pixels sent (differs with fit)
     mask: str | None = None
     job: int | None = None  # the ledger's job for this content, if known
+    sha256: str | None = None  # the original's content hash, when it was read
 
     @property
     def creates(self) -> int:
@@ -87,6 +88,7 @@ class FilePlan:
             "fit": bool(self.upload and self.size and self.upload != self.size),
             "mask": self.mask,
             "job": self.job,
+            "sha256": self.sha256,
         }
 
 
@@ -203,6 +205,7 @@ class Judge:
                 REFUSE,
                 f"fails before paying ({outcome.code}): {outcome.reason}",
                 code=outcome.code,
+                sha256=outcome.sha256,
             )
         if isinstance(outcome, NeedsMask):
             wanted = ", ".join(sidecar_names(path.name))
@@ -225,11 +228,16 @@ class Judge:
             "size": (fields["width"], fields["height"]),
             "upload": (fields["upload_width"], fields["upload_height"]),
             "mask": fields["mask_path"],
+            "sha256": fields["sha256"],
         }
         first = self.seen.setdefault(outcome.key, path)
         if first != path:
             return FilePlan(
-                name, path, DUPLICATE, f"same content as {shown(first.name)}: not sent again"
+                name,
+                path,
+                DUPLICATE,
+                f"same content as {shown(first.name)}: not sent again",
+                sha256=fields["sha256"],
             )
         row = self._known(outcome.key)
         if row is None:
@@ -242,13 +250,21 @@ class Judge:
                 name, path, SEND, f"{sent} (again: job {job} {state} before)", job=job, **base
             )
         if state in _IN_WORK and where == str(path):
-            return FilePlan(name, path, IN_WORK, f"job {job} is {state}: no new create", job=job)
+            return FilePlan(
+                name,
+                path,
+                IN_WORK,
+                f"job {job} is {state}: no new create",
+                job=job,
+                sha256=fields["sha256"],
+            )
         return FilePlan(
             name,
             path,
             DUPLICATE,
             f"same content as job {job} ({state}): moved to done/ without a create",
             job=job,
+            sha256=fields["sha256"],
         )
 
     def _known(self, key: str) -> tuple[int, str, str] | None:
