@@ -250,6 +250,17 @@ def test_failures_are_batched_one_message_per_digest_listing_twenty() -> None:
     n.stop()
 
 
+def test_a_hostile_file_name_stays_one_line_of_the_message() -> None:
+    rec = Recorder()
+    n = notifier(rec, target("json://h/x"))
+    hostile = failed(1).__class__(**{**failed(1).__dict__, "name": "a\nb\x1b[31m\udce9.jpg"})
+    n(hostile)
+    n.tick(0.0, 0.0, View())
+    [(_, _, body)] = sent_by(n, rec)
+    assert body == "products/a\\nb\\x1b[31m\\xe9.jpg: too small"
+    n.stop()
+
+
 def test_each_target_has_its_own_digest_and_events() -> None:
     rec = Recorder()
     n = notifier(

@@ -31,6 +31,7 @@ from watchd.plan import (
     Totals,
     open_ledger,
     plan_files,
+    shown,
     summary,
     summary_lines,
     targets,
@@ -229,6 +230,7 @@ def test_hostile_names_are_planned_and_shown_readably(tmp_path: Path) -> None:
     lines = [json.dumps(p.to_json()) for p in plans]
     assert any("caf\\\\xe9.png" in line for line in lines)
     assert all(json.loads(line)["path"] for line in lines)
+    assert any(shown(p.path).endswith("new\\x0aline.png") for p in plans)  # one line each
 
 
 def test_paths_given_use_their_inbox_or_the_folder_named(tmp_path: Path) -> None:
@@ -334,3 +336,22 @@ def test_watchd_plan_streams_json_lines_then_the_total(
         line.startswith("refuse    plain/tiny.png  fails before paying (too_small)")
         for line in text
     )
+
+
+def test_a_corrupt_ledger_is_one_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = make_config(tmp_path)
+    mixed_inbox(tmp_path)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "watchd.db").write_bytes(b"this is not a database" * 100)
+    saved = structlog.get_config()
+    try:
+        with pytest.raises(SystemExit) as exit_code:
+            main(["plan", "-c", str(cfg.path)])
+    finally:
+        structlog.configure(**saved)
+    err = capsys.readouterr().err
+    assert exit_code.value.code == 1
+    assert err.strip().splitlines()[-1].startswith("watchd: cannot read the ledger ")
+    assert "Traceback" not in err

@@ -7,6 +7,7 @@ plan.py or notifications.py, render. Library errors become one line and exit 1.
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -55,11 +56,12 @@ def register(group: click.Group) -> None:
             files = list(planner.targets(cfg, folder, paths))
         except planner.PlanError as exc:
             raise Fatal(str(exc)) from None
-        conn = planner.open_ledger(cfg)
         now = SystemClock().wall()
         totals = planner.Totals()
         inboxes = {f.name: Path(f.inbox) for f in cfg.folders}
+        conn = None
         try:
+            conn = planner.open_ledger(cfg)
             with _progress(len(files)) as advance:
                 for item in planner.plan_files(cfg, files, conn, now):
                     totals.add(item)
@@ -69,6 +71,9 @@ def register(group: click.Group) -> None:
                         click.echo(_line(item, inboxes.get(item.folder)))
                     advance()
             total = planner.summary(cfg, totals, conn, now)
+        except sqlite3.Error as exc:
+            ledger = cfg.state_dir / "watchd.db"
+            raise Fatal(f"cannot read the ledger {ledger}: {exc}") from None
         finally:
             if conn is not None:
                 conn.close()

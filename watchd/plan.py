@@ -15,6 +15,7 @@ the end).
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import statistics
 from collections.abc import Callable, Iterable, Iterator
@@ -93,8 +94,13 @@ class FilePlan:
 
 
 def shown(path: Path | str) -> str:
-    """A path as text that any terminal or JSON reader takes: undecodable bytes as \\xNN."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    """A path as one line of text any terminal or JSON reader takes: undecodable bytes and
+    control characters (a newline in a name) as \\xNN."""
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 # -- which files -------------------------------------------------------------------------

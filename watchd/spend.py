@@ -305,6 +305,7 @@ class Tally:
 
     tz: ZoneInfo
     spent: dict[tuple[Any, str], int] = field(default_factory=lambda: defaultdict(int))
+    spent_all: dict[Any, int] = field(default_factory=lambda: defaultdict(int))  # all folders
     accepted: dict[tuple[Any, str], int] = field(default_factory=lambda: defaultdict(int))
     extra: dict[tuple[Any, str, str], int] = field(default_factory=lambda: defaultdict(int))
     # job id -> (day, month, folder, cause) of its last submit still without an outcome
@@ -318,6 +319,8 @@ class Tally:
             month = day.strftime("%Y-%m")
             self.spent[(day, folder)] += 1
             self.spent[(month, folder)] += 1
+            self.spent_all[day] += 1
+            self.spent_all[month] += 1
             self._open[job_id] = (day, month, folder, _cause(detail))
         elif event == "unsent":
             opened = self._open.pop(job_id, None)
@@ -325,6 +328,8 @@ class Tally:
                 day, month, f, _ = opened
                 self.spent[(day, f)] -= 1
                 self.spent[(month, f)] -= 1
+                self.spent_all[day] -= 1
+                self.spent_all[month] -= 1
         elif event in ACCEPTED:
             opened = self._open.pop(job_id, None)
             day = local_day(at, self.tz)
@@ -337,12 +342,13 @@ class Tally:
                 self.extra[(month, folder, cause)] += 1
 
     def counts(self, now_wall: float, folders: Iterable[str] = ()) -> Counts:
+        """Spent now: the account's day and month, and the day of each folder named (the
+        capped ones): a few dict lookups, whatever the history."""
         p = period(now_wall, self.tz)
-        names = set(folders) | {f for (_, f) in self.spent}
         return Counts(
-            day=sum(n for (k, _), n in self.spent.items() if k == p.day),
-            month=sum(n for (k, _), n in self.spent.items() if k == p.month),
-            folder_day={f: self.spent.get((p.day, f), 0) for f in names},
+            day=self.spent_all.get(p.day, 0),
+            month=self.spent_all.get(p.month, 0),
+            folder_day={f: self.spent.get((p.day, f), 0) for f in folders},
         )
 
     def view(self, now_wall: float) -> dict[str, Any]:
