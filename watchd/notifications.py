@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol, get_args
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
@@ -41,8 +41,8 @@ from pydantic_core import PydanticCustomError
 from watchd import logs
 from watchd.observe import Transition
 
-EVENTS = ("failed", "paused", "cap_reached", "resumed", "stuck", "daily_summary")
 EventName = Literal["failed", "paused", "cap_reached", "resumed", "stuck", "daily_summary"]
+EVENTS: tuple[EventName, ...] = get_args(EventName)
 LISTED = 20  # files named in one failure message; the rest are counted
 QUEUE_LIMIT = 1000  # messages waiting for the worker; past that, new ones are dropped
 URL_FILE_LIMIT = 4096
@@ -557,7 +557,8 @@ class Notifier:
                     return
                 self._deliver(message)
             except Exception as exc:  # a sender bug must not end the worker
-                self.log.error("notification failed", about=message.event, error=repr(exc))
+                about = message.event if message else None
+                self.log.error("notification failed", about=about, error=repr(exc))
             finally:
                 self._queue.task_done()
 
