@@ -177,6 +177,7 @@ def status(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
       watchd status --json | jq .folders
     """
     from watchd.report import status as build
+    from watchd.spend import status_lines as spend_lines
 
     cfg = _config(ctx, config_path)
     ledger = _open_ledger(cfg)
@@ -229,6 +230,8 @@ def status(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
         out.print(failures)
     if data["lone_masks"]:
         out.print("masks waiting for their image: " + ", ".join(data["lone_masks"]))
+    for line in spend_lines(data["spend"]):
+        out.print(line)
 
 
 @cli.command()
@@ -455,3 +458,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+# Commands of their own modules (issue 13: plan, notify-test).
+from watchd.cli_money import register as _register_money  # noqa: E402
+
+_register_money(cli)

@@ -43,6 +43,7 @@ from watchd.config_issues import (
     unknown_key,
 )
 from watchd.keys import KeyFileError, find_key, permission_warnings, unshowable_key_file
+from watchd.notifications import load_targets
 from watchd.settings import (
     MERGED_MAPS,
     SECTIONS,
@@ -157,6 +158,7 @@ def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> Config:
     presets = _presets(raw.get("presets"), issues)
     defaults = _layer(raw.get("defaults"), "defaults", issues, "defaults") or _Layer("defaults")
     folders = _folders(raw.get("folders"), defaults, presets, base, issues)
+    notify = load_targets(raw.get("notify"), base, issues.add)
     if issues:
         raise ConfigError(issues.items)
     return Config(
@@ -164,6 +166,7 @@ def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> Config:
         state_dir=state_dir,
         presets={name: p.data for name, p in presets.items()},
         folders=tuple(folders),
+        notify=notify,
         **sections,
     )
 
@@ -526,9 +529,10 @@ def describe(cfg: Config, env: Mapping[str, str] | None = None) -> dict[str, Any
     except KeyFileError as exc:
         where = f"missing: {exc}"
     data = {"config": str(cfg.path)}
-    data |= cfg.model_dump(mode="json", exclude={"path", "presets", "folders"})
+    data |= cfg.model_dump(mode="json", exclude={"path", "presets", "folders", "notify"})
     data["api"]["key"] = where
     data["folders"] = [_describe_folder(f) for f in cfg.folders]
+    data["notify"] = [t.describe(i) for i, t in enumerate(cfg.notify)]  # URLs redacted
     return data
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from watchd import logs
+from watchd import logs, notifications
 from watchd.api import PicWishClient
 from watchd.clock import Clock, SystemClock
 from watchd.config import Config, ConfigError, FolderConfig, load_api_key, load_config
@@ -31,6 +31,7 @@ from watchd.lifecycle import State
 from watchd.lock import StateLock
 from watchd.sdnotify import Notifier
 from watchd.settle import SettleTracker, Stat
+from watchd.spend import Block, Caps, SpendCounter, timezone_of
 from watchd.watch import Watcher, WatchSpec
 
 INTAKE_WORKERS = 2
@@ -124,6 +125,16 @@ class Daemon:
         lock = StateLock(cfg.state_dir).acquire()
         ledger = Ledger.open(cfg.state_dir / "watchd.db", self.base_clock)
         self.clock = ledger.clock
+        # Spending and notifications are views of the transitions (observe.py), not paths
+        # through the engine: the counter gates creates, the notifier tells people.
+        tz = timezone_of(cfg)
+        self.spend = SpendCounter(ledger.db.conn, Caps.from_config(cfg), tz, self.clock.wall())
+        ledger.observers.add(self.spend)
+        self.alerts = notifications.Notifier(cfg.notify, tz).start()
+        self.alert_view = notifications.LedgerView(ledger.db.conn, tz)
+        ledger.observers.add(self.alerts)
+        self.cap_blocks: dict[str | None, Block] = {}
+        self.folder_pauses: dict[str, dict[str, Any]] = ledger.paused_folders()
         loop = asyncio.get_running_loop()
         self.cfg = cfg
         self.key_stamp = self._key_stamp()
@@ -132,6 +143,7 @@ class Daemon:
             ledger,
             make_client(cfg, key),
             on_changed=lambda folder, path: self._hint(folder, path),
+            gate=self._spend_gate,
         )
         self.next_tick = 0.0
         self.last_status = 0.0
@@ -171,6 +183,7 @@ class Daemon:
             await self.engine.drain(self._grace())
             await self.engine.aclose()
             ledger.touch_clock()
+            self.alerts.stop()
             ledger.close()
             lock.release()
             self.log.info("watchd stopped")
@@ -207,8 +220,12 @@ class Daemon:
             self._remind_paused(mono)
         if self.until is not None and self.until(self.engine.ledger):
             return None
+        self.alerts.account_pause(self.engine.paused)
+        self.alerts.tick(wall, mono, self.alert_view)
         if mono - self.last_status >= STATUS_EVERY:
             self.last_status = mono
+            self._watch_folder_pauses()
+            self._lift_cap_blocks(wall)
             self.notifier.status(self._status_line())
             self.engine.ledger.touch_clock()
         self.notifier.watchdog()
@@ -217,6 +234,41 @@ class Daemon:
             # Ping at a third of WATCHDOG_USEC (the interval is half): margin for a slow turn.
             sleep = min(sleep, self.notifier.watchdog_interval * 2 / 3)
         return 0.0 if self.hints else sleep
+
+    # -- spending caps and pauses, as the operator sees them --------------------------
+
+    def _spend_gate(self, folder: str) -> str | None:
+        """Asked before every create (inside the transaction that commits it): a reached
+        cap holds the folder's creates; it is announced once per cap and period."""
+        block = self.spend.block(folder, self.clock.wall())
+        if block is None:
+            return None
+        key = block.folder if block.folder else None
+        if key not in self.cap_blocks:
+            self.cap_blocks[key] = block
+            self.log.warning("spending cap reached: creates wait", cap=block.cap,
+                             until=block.until_text(self.spend.tz))  # fmt: skip
+            self.alerts.cap_reached(block)
+        return block.text(self.spend.tz)
+
+    def _lift_cap_blocks(self, wall: float) -> None:
+        for key, block in list(self.cap_blocks.items()):
+            if self.spend.block(block.folder, wall) is None:
+                del self.cap_blocks[key]
+                self.alerts.resumed("the spending cap no longer holds", block.folder)
+                self.engine.wake.set()
+
+    def _watch_folder_pauses(self) -> None:
+        """Folder pauses are set in the ledger by any process (CLI, dashboard): notice them."""
+        now = self.engine.ledger.paused_folders()
+        for folder, note in now.items():
+            if folder not in self.folder_pauses:
+                self.alerts.paused(note.get("reason") or "paused", folder)
+        for folder in self.folder_pauses:
+            if folder not in now:
+                self.alerts.resumed("the folder was resumed", folder)
+                self.engine.wake.set()
+        self.folder_pauses = now
 
     def _hint(self, folder: str, path: Path) -> None:
         self.hints.append((folder, Path(path)))
@@ -331,6 +383,10 @@ class Daemon:
         self.cfg = cfg
         self.engine.apply_config(cfg)
         self._apply_folders(cfg)
+        wall = self.clock.wall()
+        self.spend.set_caps(Caps.from_config(cfg), timezone_of(cfg), wall)
+        self._lift_cap_blocks(wall)  # a raised cap resumes at once
+        self.alerts.set_targets(cfg.notify)
         key = load_api_key(cfg, self.env)
         if key:
             logs.add_secret(key)
@@ -396,6 +452,10 @@ class Daemon:
         )
         if self.engine.paused:
             line += " | PAUSED: " + self.engine.paused
+        for folder in self.folder_pauses:
+            line += f" | folder {folder} paused"
+        for block in self.cap_blocks.values():
+            line += " | " + block.text(self.spend.tz)
         if getattr(self, "reload_error", None):
             line += " | " + self.reload_error
         return line

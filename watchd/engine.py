@@ -89,7 +89,7 @@ class Engine:
             self.budget,
             self.scheduler,
             on_changed=self._changed,
-            gate=gate or (lambda job: None),
+            gate=gate or (lambda folder: None),
         )
         self.results = Results(
             self.ctx,
@@ -250,12 +250,13 @@ class Engine:
                 self._spawn(job_id, self.requests.query(job_id, contended))
 
     def _candidates(self, now: float) -> list[Candidate]:
-        """The oldest due waiting job of each configured folder that is not paused (an index
-        walk each, so a backlog of 50,000 costs no more than one of 5)."""
+        """The oldest due waiting job of each configured folder that is neither paused nor
+        held by a spending cap (an index walk each, so a backlog of 50,000 costs no more
+        than one of 5)."""
         paused = self.ledger.paused_folders()
         out = []
         for folder in self.folders:
-            if folder in paused:
+            if folder in paused or self.requests.gate(folder) is not None:
                 continue
             rows = self.ledger.oldest_waiting(folder, now, exclude=self.busy, only=self.only)
             out += [Candidate(r["id"], folder) for r in rows]

@@ -34,15 +34,20 @@ def add_secret(value: str | None) -> None:
         _secrets.add(value)
 
 
+def scrub(text: str) -> str:
+    """`text` with every known secret replaced by ***: what logs and notifications send."""
+    for secret in sorted(_secrets, key=len, reverse=True):  # a longer secret may hold another
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
 def redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     if not _secrets:
         return event
     for key, value in list(event.items()):
         if isinstance(value, str):
-            for secret in _secrets:
-                if secret in value:
-                    value = value.replace(secret, "***")
-            event[key] = value
+            event[key] = scrub(value)
     return event
 
 

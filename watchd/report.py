@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from watchd import __version__
+from watchd import __version__, spend
 from watchd.config import Config
 from watchd.filters import InboxFilter, mask_stem
 from watchd.ledger import Ledger
@@ -75,6 +75,7 @@ def status(cfg: Config, ledger: Ledger | None, now: float) -> dict[str, Any]:
         "recent_failures": [],
         "last_hour": {"tasks_done": 0, "tasks_per_minute": 0.0, "requests_per_task": None},
         "lone_masks": lone_masks(cfg),
+        "spend": spend.report(cfg, ledger.db.conn if ledger else None, now),
     }
     if ledger is None:
         return out

@@ -31,6 +31,8 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
+from watchd import spend
+from watchd.notifications import NotifyTarget
 from watchd.outbox import TemplateError, render_name
 from watchd.params import Expand, ImageParams, Settings
 
@@ -173,6 +175,9 @@ class ApiConfig(Settings):
     task_timeout: float = Field(
         180.0, gt=0, description="Seconds after which an unfinished task is given up."
     )
+    max_creates_per_day: spend.Cap = Field(None, description=spend.ACCOUNT_DAY_CAP)
+    max_creates_per_month: spend.Cap = Field(None, description=spend.ACCOUNT_MONTH_CAP)
+    timezone: spend.TimezoneName = Field(None, description=spend.TIMEZONE)
     on_ambiguous: Literal["resubmit", "fail"] = Field(
         "resubmit",
         description="A create cut off by a crash may or may not exist: resubmit it (at most one "
@@ -320,6 +325,7 @@ class FolderConfig(ImageParams, _FolderFiles):
     ignore: Annotated[tuple[str, ...], BeforeValidator(_patterns)] = Field(
         (), description="Extra glob patterns to leave alone (junk files always are)."
     )
+    max_creates_per_day: spend.Cap = Field(None, description=spend.FOLDER_DAY_CAP)
 
     @model_validator(mode="before")
     @classmethod
@@ -362,6 +368,9 @@ class Config(Settings):
         description="Named maps of folder keys; a folder picks one with preset: NAME.",
     )
     folders: tuple[FolderConfig, ...] = Field(description="The watched folders.")
+    notify: tuple[NotifyTarget, ...] = Field(
+        (), description="Where to send notifications: a list of {url | url_file, on: [...]}."
+    )
 
 
 def model_types(annotation: Any) -> list[Any]:
@@ -400,5 +409,6 @@ MERGED_MAPS: dict[str, type[Settings]] = {"expand": Expand, "target": Target}
 SECTIONS: dict[str, type[Settings]] = {
     name: model
     for name, info in Config.model_fields.items()
-    if name not in ("path", "state_dir", "presets", "folders") and (model := submodel(info))
+    if name not in ("path", "state_dir", "presets", "folders", "notify")
+    and (model := submodel(info))
 }

@@ -24,9 +24,9 @@ from watchd.preflight import PreflightError
 from watchd.runtime.context import Context
 from watchd.scheduler import Scheduler
 
-# A gate asked right before a create is committed, inside the same transaction: a reason
-# to hold the job back (a spend cap), or None.
-Gate = Callable[[Mapping[str, Any]], str | None]
+# A gate asked for a folder before its creates are picked, and again inside the transaction
+# that commits each create: a reason to hold them back (a spending cap), or None.
+Gate = Callable[[str], str | None]
 
 
 class Requests:
@@ -38,7 +38,7 @@ class Requests:
         scheduler: Scheduler,
         *,
         on_changed: Callable[[str, Path], None] = lambda folder, path: None,
-        gate: Gate = lambda job: None,
+        gate: Gate = lambda folder: None,
     ) -> None:
         self.ctx = ctx
         self.client = client
@@ -107,9 +107,8 @@ class Requests:
             fresh = ctx.ledger.get(job_id)
             if fresh is None or fresh["state"] != State.WAITING:
                 return
-            held = self.gate(fresh)
-            if held is not None:
-                return
+            if self.gate(fresh["folder"]) is not None:
+                return  # a cap was reached meanwhile: the job waits, nothing was sent
             now = ctx.clock.mono()
             step = ctx.ledger.commit(
                 job_id,

@@ -12,6 +12,7 @@ work runs through `ctx.offload` (a worker thread), never touching the ledger.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -184,6 +185,16 @@ class Results:
         else:
             ctx.commit(job_id, Event.MOVED, {"to": str(moved)}, path=str(moved))
         self._log_end(job, None if moved is None else str(moved))
+        self._release_duplicates(job)
+
+    def _release_duplicates(self, job: dict[str, Any]) -> None:
+        """Copies of this job's original that came while it worked waited in the inbox to
+        share its fate: now that it is known, have intake look at them again."""
+        for event in self.ctx.ledger.events_of(job["id"]):
+            if event["event"] == "duplicate" and event["detail"]:
+                path = json.loads(event["detail"]).get("path")
+                if path:
+                    self.on_changed(job["folder"], Path(path))
 
     def _log_end(self, job: dict[str, Any], moved: str | None) -> None:
         log = self.ctx.job_log(job)
