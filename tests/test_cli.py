@@ -125,6 +125,24 @@ def cfg(tmp_path: Path) -> Path:
 # -- watchd check (subprocesses: the real process must never print a key) -------------------
 
 
+def test_check_refuses_an_outbox_that_is_a_symlink_to_its_own_inbox(tmp_path: Path) -> None:
+    """Compared as text the two differ; on disk they are one folder, and every result would
+    be taken as a new, paid input (one photo cost 17 creates in 20 s)."""
+    path = config(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    inbox = Path(data["folders"][0]["inbox"])
+    inbox.mkdir(parents=True, exist_ok=True)
+    link = tmp_path / "results-link"
+    link.symlink_to(inbox)
+    data["folders"][0]["outbox"] = str(link)
+    write(path, data)
+
+    result = watchd_process("check", "-c", str(path))
+
+    assert result.returncode == 1
+    assert "folders[0].outbox" in result.stderr and "through a symlink" in result.stderr
+
+
 def test_check_lists_every_error_with_its_key_path_and_exits_non_zero(tmp_path: Path) -> None:
     path = config(tmp_path)
     data = yaml.safe_load(path.read_text())

@@ -48,7 +48,6 @@ def test_system_clock_reads_the_kernel_boot_id() -> None:
         assert re.fullmatch(r"[0-9a-f-]{36}", boot)
 
 
-@pytest.mark.xfail(strict=True, reason="the engine core still reads time directly (in progress)")
 def test_no_module_reads_the_time_directly() -> None:
     """Only clock.py (and the simulator, a separate program) may call time.time() or
     time.monotonic(): everything else takes the injected clock."""

@@ -296,7 +296,7 @@ def test_an_inbox_used_by_two_folders_is_an_error(tmp_path: Path) -> None:
           - {name: b, inbox: ./sub/../in, outbox: out2}
     """,
     )
-    assert "is also the inbox of folder 'a'" in found["folders[1].inbox"]
+    assert "is folders[0].inbox" in found["folders[1].inbox"]
 
 
 def test_an_outbox_that_is_another_folders_inbox_is_an_error(tmp_path: Path) -> None:
@@ -308,13 +308,13 @@ def test_an_outbox_that_is_another_folders_inbox_is_an_error(tmp_path: Path) -> 
           - {name: b, inbox: in-b, outbox: out-b, failed: in-b}
     """,
     )
-    assert "the inbox of folder 'b'" in found["folders[0].outbox"]
-    assert "this folder's own inbox" in found["folders[1].failed"]
+    assert "is folders[1].inbox" in found["folders[0].outbox"]
+    assert "is folders[1].inbox" in found["folders[1].failed"]
 
 
 def test_done_inside_a_recursive_inbox_is_an_error(tmp_path: Path) -> None:
     found = messages(tmp_path, folder("recursive: true\ndone: in/done\nfailed: elsewhere"))
-    assert "inside the recursive inbox of folder 'products'" in found["folders[0].done"]
+    assert "resolves into folders[0].inbox" in found["folders[0].done"]
     assert "folders[0].failed" not in found
 
 
@@ -327,7 +327,7 @@ def test_an_inbox_inside_another_recursive_inbox_is_an_error(tmp_path: Path) -> 
           - {name: b, inbox: in/b, outbox: out-b}
     """,
     )
-    assert "inside the recursive inbox of folder 'a'" in found["folders[1].inbox"]
+    assert "recursive" in found["folders[1].inbox"]
 
 
 def test_done_inside_a_non_recursive_inbox_is_allowed(tmp_path: Path) -> None:

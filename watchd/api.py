@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import email.utils
 import math
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -21,6 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
+from watchd.clock import SYSTEM
 from watchd.errors import (
     ApiError,
     Classification,
@@ -182,7 +182,7 @@ class PicWishClient:
         request_timeout: float = 30,
         sync_timeout: float = 180,
         return_type: str = "url",
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = SYSTEM.wall,
     ) -> None:
         key = api_key.strip()
         # Refuse a key httpx could not send, without ever echoing it.

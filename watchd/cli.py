@@ -116,13 +116,14 @@ def run(ctx: click.Context, config_path: str | None) -> None:
       watchd run -c /etc/watchd/watchd.yaml
     """
     from watchd.daemon import Daemon, StartupError
+    from watchd.ledger import LedgerError
 
     cfg = _config(ctx, config_path)
     for warning in key_file_warnings(cfg):
         logs.get_logger().warning(warning)
     try:
         code = asyncio.run(Daemon(cfg.path).run())
-    except (StartupError, AlreadyRunning, ConfigError) as exc:
+    except (StartupError, AlreadyRunning, ConfigError, LedgerError) as exc:
         raise Fatal(str(exc)) from None
     sys.exit(code)
 

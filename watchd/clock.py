@@ -73,6 +73,7 @@ class SystemClock:
 
 
 _PROCESS_BOOT = f"process-{uuid.uuid4()}"
+SYSTEM = SystemClock()  # the real clocks, for defaults
 
 
 class FakeClock:

@@ -42,6 +42,7 @@ from watchd.config_issues import (
     show,
     unknown_key,
 )
+from watchd.folders import folder_conflicts
 from watchd.keys import KeyFileError, find_key, permission_warnings, unshowable_key_file
 from watchd.notifications import load_targets
 from watchd.settings import (
@@ -374,7 +375,17 @@ def _folders(
                 if err["type"] not in ("missing", "shape") and not draft.clean:
                     continue  # a value its own layer has reported already
                 issues.add(draft.where(err["loc"]), message(FolderConfig, err))
+    if len(built) == len(value):
+        _check_places(built, issues)
     return built
+
+
+def _check_places(folders: list[FolderConfig], issues: Issues) -> None:
+    """No folder feeds watchd its own files: compared as the filesystem sees them (resolved
+    symlinks, device and inode), never as text. An outbox that is a symlink to its inbox
+    would otherwise make every result a new paid input."""
+    for key, problem in folder_conflicts(folders):
+        issues.add(key, problem)
 
 
 def _draft(
@@ -455,7 +466,7 @@ def _mask_problem(path: Path) -> str | None:
 
 
 def _check_across(drafts: list[_Draft], issues: Issues) -> None:
-    """Names unique; no inbox shared; nothing written into any inbox or a recursive one."""
+    """Names unique (where the folders are is `_check_places`' job)."""
     names: dict[str, _Draft] = {}
     for d in drafts:
         if d.name is not None and d.name in names:
@@ -464,38 +475,6 @@ def _check_across(drafts: list[_Draft], issues: Issues) -> None:
         elif d.name is not None:
             names[d.name] = d
 
-    def label(d: _Draft) -> str:
-        return f"folder {show(d.name)}" if d.name else d.src
-
-    inboxes = [(d, p) for d in drafts if (p := d.path("inbox")) is not None]
-    for n, (d, inbox) in enumerate(inboxes):
-        for other, other_inbox in inboxes[:n]:
-            if inbox == other_inbox:
-                issues.add(d.where(("inbox",)), f"{inbox} is also the inbox of {label(other)}")
-        for other, other_inbox in inboxes:
-            if (
-                other is not d
-                and other.data.get("recursive") is True
-                and inbox != other_inbox
-                and inbox.is_relative_to(other_inbox)
-            ):
-                issues.add(
-                    d.where(("inbox",)), f"{inbox} is inside the recursive inbox of {label(other)}"
-                )
-    for d in drafts:
-        for key in ("outbox", "done", "failed"):
-            if (p := d.path(key)) is None:
-                continue
-            for other, other_inbox in inboxes:
-                whose = "this folder's own inbox" if other is d else f"the inbox of {label(other)}"
-                if p == other_inbox:
-                    issues.add(d.where((key,)), f"{p} is {whose}")
-                elif other.data.get("recursive") is True and p.is_relative_to(other_inbox):
-                    issues.add(
-                        d.where((key,)),
-                        f"{p} is inside the recursive inbox of "
-                        f"{label(other)}: its files would be taken as new input",
-                    )
 
 
 # --- the API key and describe ---------------------------------------------------------------

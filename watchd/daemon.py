@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from watchd import logs, notifications
+from watchd import logs, notifications, outbox
 from watchd.api import PicWishClient
 from watchd.clock import Clock, SystemClock
 from watchd.config import Config, ConfigError, FolderConfig, load_api_key, load_config
@@ -161,6 +161,7 @@ class Daemon:
         ):
             loop.add_signal_handler(sig, self._set_flag, flag)
         workers = [loop.create_task(self._intake_worker()) for _ in range(INTAKE_WORKERS)]
+        sweep = loop.create_task(self._sweep_temporaries(cfg))
         try:
             self._apply_folders(cfg)
             self.log.info(
@@ -178,7 +179,7 @@ class Daemon:
             self.notifier.stopping()
             self.log.info("stopping: parking work in flight")
             self.watcher.stop()
-            for w in workers:
+            for w in (*workers, sweep):
                 w.cancel()
             await self.engine.drain(self._grace())
             await self.engine.aclose()
@@ -192,6 +193,17 @@ class Daemon:
     def _set_flag(self, name: str) -> None:
         setattr(self.flags, name, True)
         self.engine.wake.set()
+
+    async def _sweep_temporaries(self, cfg: Config) -> None:
+        """Temporary files a crash left behind (only watchd's own `.watchd-*.part` names),
+        in the folders watchd writes; in a worker thread, so a large outbox delays nothing."""
+        wall = self.clock.wall()
+        for f in cfg.folders:
+            for d in (f.outbox, f.done, f.failed):
+                removed = await asyncio.to_thread(outbox.sweep_temporaries, Path(d), 60.0, wall)
+                if removed:
+                    self.log.info("removed temporary files a crash left", folder=f.name,
+                                  path=str(d), count=len(removed))  # fmt: skip
 
     def _grace(self) -> float:
         """How long steps in flight may finish on SIGTERM. A held sync create is a paid

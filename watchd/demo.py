@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 from rich.console import Console
 from rich.table import Table
 
+from watchd.clock import SystemClock
 from watchd.daemon import Daemon
 from watchd.ledger import Ledger
 from watchd.lifecycle import TERMINAL
@@ -114,12 +115,13 @@ def run_demo(out: Console, err: Console, *, keep: bool = True, workdir: Path | N
                     _drop(workspace / folder / "inbox" / name, size)
 
         threading.Thread(target=drop_later, daemon=True).start()
-        deadline = time.monotonic() + DEMO_TIMEOUT
+        clock = SystemClock()
+        deadline = clock.mono() + DEMO_TIMEOUT
 
         def finished(ledger: Ledger) -> bool:
             rows = list(ledger.db.query("select state from jobs"))
             complete = len(rows) >= len(SAMPLES) and all(r["state"] in TERMINAL for r in rows)
-            return complete or time.monotonic() > deadline
+            return complete or clock.mono() > deadline
 
         env = dict(os.environ, WATCHD_API_KEY="demo-key-not-secret")
         env.pop("NOTIFY_SOCKET", None)

@@ -80,10 +80,11 @@ class _Place:
 def folder_conflicts(folders: Sequence[FolderPaths]) -> list[tuple[str, str]]:
     """(key path, message) for each way these folders would feed watchd its own files.
 
-    - an outbox, done or failed folder that is, or is inside, any inbox;
-    - an inbox inside any folder's outbox, done or failed folder;
+    - an outbox, done or failed folder that is any inbox, or is inside a recursive one
+      (inside an inbox that is not recursive, its files are never seen: no loop);
+    - an inbox inside any folder's outbox, done or failed folder (output templates may
+      write into subfolders);
     - one inbox configured twice, or inside another, recursive, inbox.
-    Recursive or not: a loop through an inbox's top level is a loop all the same.
     """
     inboxes = [_place(f"folders[{i}].inbox", f.inbox) for i, f in enumerate(folders)]
     written = [
@@ -93,8 +94,8 @@ def folder_conflicts(folders: Sequence[FolderPaths]) -> list[tuple[str, str]]:
     ]
     conflicts: list[tuple[str, str]] = []
     for place in written:
-        for inbox in inboxes:
-            if place.within(inbox):
+        for i, inbox in enumerate(inboxes):
+            if place.same(inbox) or (place.within(inbox) and folders[i].recursive):
                 conflicts.append(_said(place, inbox, _WHY[place.role]))
     for inbox in inboxes:
         for place in written:

@@ -45,7 +45,6 @@ import os
 import select
 import stat
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +65,7 @@ from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
 from watchdog.utils import UnsupportedLibcError
 
+from watchd.clock import SYSTEM
 from watchd.filters import InboxFilter
 
 try:
@@ -316,7 +316,7 @@ class Watcher:
         on_hint: Callable[[str, Path], None],
         on_problem: Callable[[str, str, str], None],
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = SYSTEM.mono,
         poll_interval: float = 2.0,
         check_interval: float = 10.0,
         max_check_interval: float | None = None,
@@ -432,11 +432,11 @@ class Watcher:
         if observer is not None:
             observer.stop()
             observer.join(_STOP_JOIN_TIMEOUT)
-        deadline = time.monotonic() + _STOP_JOIN_TIMEOUT
+        deadline = self._clock() + _STOP_JOIN_TIMEOUT
         for folder in folders:
             worker = folder.worker
             if worker is not None and worker is not threading.current_thread():
-                worker.join(max(0.0, deadline - time.monotonic()))
+                worker.join(max(0.0, deadline - self._clock()))
         self._mounts.close()
 
     # ---- requests and workers ------------------------------------------------------------
