@@ -370,6 +370,17 @@ def test_creates_go_first_when_the_batch_is_small():
     assert d == Decision(Kind.CREATE, 7, "a")
 
 
+def test_a_count_of_waiting_jobs_capped_at_enough_changes_nothing():
+    s = scheduler(model=model_with(TEN))
+    t = due_task(s, 1, 200.0)
+    cap = s.enough_waiting(2.0)
+    assert 20 < cap < 100
+    for waiting in (cap - 1, cap, 10 * cap):
+        d = s.pick(200.0, [Candidate(7, "a")], [t], 1, waiting=waiting, rate=2.0)
+        assert d.kind is Kind.POLL
+        s._polls_in_a_row = 0
+
+
 def test_due_polls_go_most_overdue_first():
     s = scheduler(model=model_with(TEN))
     for job_id, created in ((1, 50.0), (2, 10.0), (3, 50.0)):

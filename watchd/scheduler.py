@@ -633,6 +633,13 @@ class Scheduler:
         wake = min([sures[0][0] if sures else math.inf, *later])
         return Decision(Kind.IDLE, wake_at=None if math.isinf(wake) else wake)
 
+    def enough_waiting(self, rate: float) -> int:
+        """How many waiting jobs `pick` needs to be told of at most: beyond this count the
+        answer is the same (the engine may cap its count of waiting jobs here)."""
+        spread = self.model.spread(None)
+        longest = spread.high if spread is not None else PRIOR_POLLS * self.poll_interval
+        return math.ceil(rate * (longest + LEAD_MARGIN)) + 1
+
     def _polls_may_lead(
         self, in_flight: int, waiting: int | None, rate: float | None, candidates: list[Candidate]
     ) -> bool:
