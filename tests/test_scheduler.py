@@ -272,6 +272,34 @@ def test_two_answers_while_processing_give_a_narrow_window():
         assert v.sure - plan.finished < 0.5
 
 
+def test_a_learned_api_clock_narrows_the_start_of_processing():
+    """Whole-second stamps: alone, the start is known within two seconds; once the API's
+    clock is pinned by many creates, within about one."""
+    rng = random.Random(8)
+    fresh, learned = scheduler(), scheduler()
+    for i in range(100):
+        plan = TaskPlan(f"w{i}", rng.uniform(0, 500), 10.0, 1, 1)
+        learned.created(1000 + i, "a", plan.created)
+        tell(learned, 1000 + i, plan, plan.created + 1.0)
+    plan = TaskPlan("t", 600.0, 10.0, 1, 1)
+    for s in (fresh, learned):
+        s.created(1, "a", plan.created)
+        tell(s, 1, plan, plan.created + 5.0)
+    wide, narrow = fresh._tracks[1].began, learned._tracks[1].began
+    assert wide[1] - wide[0] == pytest.approx(2.0, abs=0.01)
+    assert narrow[1] - narrow[0] < 1.2
+    assert narrow[0] <= plan.started - plan.created <= narrow[1]
+
+
+def test_an_earlier_queued_answer_bounds_the_start_of_processing():
+    s = scheduler()
+    plan = TaskPlan("t", 0.0, 10.0, 1, 1)  # processing from 2.0 s on
+    s.created(1, "a", 0.0)
+    tell(s, 1, plan, 1.9)  # still queued
+    tell(s, 1, plan, 4.0)
+    assert s._tracks[1].began[0] >= 1.9
+
+
 def test_a_queued_answer_puts_the_window_past_a_whole_processing_time():
     s = scheduler(model=model_with({"a": [10.0] * 20}))
     s.created(1, "a", 0.0)
