@@ -631,6 +631,9 @@ def test_tasks_never_reported_back_do_not_pile_up():
     for job_id in range(100_000):
         s.created(job_id, "a", float(job_id))
     assert len(s._tracks) <= 4 * 64
+    for job_id in range(100_000, 110_000):  # answers for tasks it never saw created
+        s.pending(job_id, "a", 0.0, Progress.of(4, 50, {"time_elapsed": "5"}))
+    assert len(s._tracks) <= 4 * 64
 
 
 def test_a_restart_polls_from_the_ledger_times():

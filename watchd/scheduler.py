@@ -391,6 +391,7 @@ class Scheduler:
             # Created before a restart: the answer says how old it is.
             age = progress.elapsed if progress.elapsed is not None else 0.0
             track = self._tracks[job_id] = _Track(folder, created=now - age, anchor=now - age)
+            self._limit_memory()
         if progress.elapsed is not None:
             # The answer left the API after `elapsed`; it cannot have been created later than
             # now - elapsed (the earliest reading is the nearest).
