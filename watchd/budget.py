@@ -1,20 +1,36 @@
 """The one request budget: a token bucket shared by every API call (create and query).
 
 Result downloads do not spend it (the real service serves them from a storage host).
-Capacity is one token, so requests leave evenly spaced at 1/rate: a burst of `qps` requests
-right after an idle second would trip a sliding-window limiter on the server. The rate sits
-a little under `api.qps` for the same reason. A 429 halves the rate for the whole daemon
-and blocks until Retry-After; successes then raise it again slowly (AIMD).
 
-The bucket owns no clock and never sleeps: callers pass `now` (monotonic seconds) and sleep
-until `next_time(now)` themselves.
+Two paces, both on monotonic seconds the caller passes in:
+- decisions: `try_take(now)` hands out one token per 1/rate (capacity one, so idle time is
+  never saved up into a burst that a sliding-window limiter on the server would refuse);
+- sends: `try_send(now)` lets a request leave only one interval after the last one that
+  actually left, and marks it sent in the same call. The time between a decision and its
+  send varies (a file read, a busy event loop on a loaded host): spacing decisions alone let
+  a late request and the next one on time reach the server closer than 1/qps.
+
+Headroom: the rate sits under `api.qps` (HEADROOM) because a request that left on time can
+still reach the server late (a busy host, the network). Each 429 takes one more step of
+headroom (down to MIN_HEADROOM, where requests still flow at 90% of the QPS) and many
+successes in a row give it back; AIMD on top: a 429 halves the rate for the whole daemon and
+blocks until Retry-After, successes raise it again slowly.
+
+The bucket owns no clock and never sleeps: callers sleep until the time it names.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
-HEADROOM = 0.97  # fraction of the account's QPS we aim at: jitter must not cross the limit
+HEADROOM = 0.985  # fraction of the account's QPS aimed at on a quiet host (15 ms a second)
+MIN_HEADROOM = 0.92  # the most headroom 429s can take: requests still flow at 92% of the QPS
+HEADROOM_STEP = 0.01  # taken per 429
+HEADROOM_BACK = 0.0001  # given back per success (a step per 100 successes)
+LAG_FACTOR = 1.5  # a late send and an on-time one: keep 1.5 × the lateness seen as margin
+LAG_MEMORY = 100  # the margin covers the worst lateness of this many recent readings
+HALVE_WITHIN = 20  # a 429 this few sends after the last one halves the rate (AIMD)
 FLOOR = 0.1  # never slow below this fraction of the QPS
 RECOVERY = 0.02  # fraction of the QPS added back per successful request
 
@@ -23,50 +39,105 @@ RECOVERY = 0.02  # fraction of the QPS added back per successful request
 class Budget:
     qps: float
     rate: float = 0.0
-    _ready_at: float = 0.0  # when the next token is available
+    headroom: float = HEADROOM
+    lag: float = 0.0  # the worst recent lateness of the caller (seconds)
+    _lags: deque[float] = field(default_factory=lambda: deque(maxlen=LAG_MEMORY))
+    _ready_at: float = 0.0  # when the next decision token is available
     _last_sent: float = float("-inf")
+    _wanted: float | None = None  # the slot a waiting request was told to come back at
+    _last_429: int | None = None  # `sent` at the last 429
     blocked_until: float = 0.0
     rate_limited: int = 0  # 429s seen, for status
+    sent: int = 0  # requests marked sent, for status
 
     def __post_init__(self) -> None:
-        self.rate = self.rate or self.qps * HEADROOM
+        self.rate = self.rate or self.max_rate
+
+    @property
+    def window(self) -> float:
+        """The server's limit window: QPS per second, or one request per 1/QPS below 1."""
+        return max(1.0, 1.0 / self.qps)
 
     @property
     def max_rate(self) -> float:
-        return self.qps * HEADROOM
+        """The QPS less the headroom, and less the margin that recent lateness needs: a send
+        that leaves `lag` late must not bring the next window's requests within it."""
+        margin = self.window / (self.window + LAG_FACTOR * self.lag)
+        return self.qps * min(self.headroom, margin)
+
+    @property
+    def interval(self) -> float:
+        return 1.0 / min(self.rate, self.max_rate)
+
+    # -- decisions ---------------------------------------------------------------------
 
     def next_time(self, now: float) -> float:
-        """The earliest time a request may be sent."""
-        return max(now, self._ready_at, self.blocked_until)
+        """The earliest time a request may be decided (and sent)."""
+        return max(now, self._ready_at, self._last_sent + self.interval, self.blocked_until)
 
     def try_take(self, now: float) -> bool:
-        """Spend a token if one is available now."""
+        """Spend a decision token if one is available now."""
         if self.next_time(now) > now:
             return False
         # Even spacing: the next token is one interval after this one (capacity one: idle time
         # is not saved up into a burst that a sliding-window limiter would refuse).
-        self._ready_at = max(self._ready_at, now) + 1.0 / self.rate
+        self._ready_at = max(self._ready_at, now) + self.interval
         return True
+
+    # -- sends -------------------------------------------------------------------------
+
+    def try_send(self, now: float) -> float:
+        """0.0 when a request may leave now, and it is marked sent; else the seconds to
+        wait before asking again. Call it right before the request leaves, with nothing
+        awaited between this call and the send: two requests then never share a slot.
+
+        How late a waiting request comes back after its slot is the host's lag (a busy
+        event loop, a loaded CPU); the budget keeps a margin for it."""
+        delay = self.send_delay(now)
+        if delay > 0:
+            slot = now + delay
+            self._wanted = slot if self._wanted is None else min(self._wanted, slot)
+            return delay
+        if self._wanted is not None:
+            self.note_lag(now - self._wanted)
+            self._wanted = None
+        self.mark_sent(now)
+        return 0.0
+
+    def note_lag(self, seconds: float) -> None:
+        """The caller woke `seconds` after the time it meant to (its event loop was busy):
+        the same lateness can hit a send after it was marked, so keep a margin for it."""
+        self._lags.append(min(max(0.0, seconds), self.window))
+        self.lag = max(self._lags)
 
     def send_delay(self, now: float) -> float:
         """Seconds to hold a request so that sends stay one interval apart."""
-        return max(0.0, self._last_sent + 1.0 / self.rate - now, self.blocked_until - now)
+        return max(0.0, self._last_sent + self.interval - now, self.blocked_until - now)
 
     def mark_sent(self, now: float) -> None:
-        self._last_sent = now
+        self._last_sent = max(self._last_sent, now)
+        self.sent += 1
+
+    # -- what the API answered -----------------------------------------------------------
 
     def is_contended(self, now: float, demand_per_second: float) -> bool:
         """True when the requests we would like to send exceed what the budget allows."""
         return demand_per_second > self.rate or self.blocked_until > now
 
     def on_rate_limited(self, now: float, retry_after: float | None = None) -> None:
-        """A 429: the whole daemon slows down, not just the request that got it."""
+        """A 429: the whole daemon waits for Retry-After and keeps a step more headroom from
+        now on; a second 429 soon after the last also halves the rate (AIMD)."""
         self.rate_limited += 1
-        self.rate = max(self.qps * FLOOR, self.rate / 2)
-        wait = retry_after if retry_after is not None else 1.0 / self.rate
+        self.headroom = max(MIN_HEADROOM, self.headroom - HEADROOM_STEP)
+        self.rate = min(self.rate, self.max_rate)
+        if self._last_429 is not None and self.sent - self._last_429 <= HALVE_WITHIN:
+            self.rate = max(self.qps * FLOOR, self.rate / 2)
+        self._last_429 = self.sent
+        wait = retry_after if retry_after is not None else self.interval
         self.blocked_until = max(self.blocked_until, now + wait)
 
     def on_success(self) -> None:
+        self.headroom = min(HEADROOM, self.headroom + HEADROOM_BACK)
         if self.rate < self.max_rate:
             self.rate = min(self.max_rate, self.rate + self.qps * RECOVERY)
 
