@@ -17,7 +17,6 @@ from tests.simworld import World, fast_root, sha_file
 from watchd.engine import DIRECT, Engine
 from watchd.lifecycle import ACTIVE, WORK, State, Work
 from watchd.policy import RESULT_LIFE
-from watchd.runtime.requests import processing_time
 
 
 @pytest.fixture
@@ -452,22 +451,6 @@ def test_an_image_waiting_for_its_sidecar_mask_fails_after_the_wait_even_across_
     assert job["state"] == "failed" and job["error_code"] == "sidecar_missing"
     assert world.ledger.mask_waits() == []
     assert sum(world.api.creates.values()) == 0
-
-
-def test_the_processing_time_is_learned_from_the_api_not_from_a_late_first_poll() -> None:
-    # The API's own time_elapsed (seconds, or milliseconds when over 1000) comes first.
-    assert processing_time({"time_elapsed": "9.512", "created_at": "100"}, 0, None, 1) == 9.512
-    assert processing_time({"time_elapsed": 9512}, 0, None, 1) == 9.512
-    # Else its timestamps, as epoch seconds (strings), milliseconds or ISO dates.
-    assert processing_time({"created_at": "100.0", "completed_at": "109.5"}, 0, None, 500) == 9.5
-    ms = {"created_at": 1_795_000_000_000, "completed_at": 1_795_000_009_500}
-    assert processing_time(ms, 0, None, 1) == 9.5
-    iso = {"created_at": "2026-11-26T10:00:00Z", "completed_at": "2026-11-26T10:00:12Z"}
-    assert processing_time(iso, 0, None, 1) == 12
-    # Without them: the middle between the last pending poll and the poll that found it done.
-    assert processing_time({}, 100.0, 108.0, 110.0) == 9.0
-    # A first poll that found it done says only "at most": nothing is learned.
-    assert processing_time({}, 100.0, None, 121.0) is None
 
 
 def test_what_was_learned_about_processing_times_survives_a_restart(root) -> None:

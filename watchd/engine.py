@@ -192,7 +192,11 @@ class Engine:
                 return
             sleep = min(await self.pump(), limit)
             self.wake.clear()
+            planned = self.clock.mono() + sleep
             await self.clock.wait(self.wake, sleep)
+            if not self.wake.is_set():
+                # Woken by the timer: how late it came is how late a send may leave too.
+                self.budget.note_lag(self.clock.mono() - planned)
 
     async def pump(self) -> float:
         """Start every step that is due now; return how long the caller may sleep at most."""
@@ -219,7 +223,8 @@ class Engine:
         """Spend available tokens on what the scheduler picks; return when to look again.
 
         Cheap when there is nothing to spend: the budget is asked first, and the ledger
-        only for the few rows a decision needs (in-flight tasks, one candidate per folder).
+        only for the few rows a decision needs (in-flight tasks, one candidate per folder,
+        a bounded count of what waits).
         """
         while True:
             next_token = self.budget.next_time(now)
@@ -227,27 +232,28 @@ class Engine:
                 return [next_token]
             tasks = self._tasks(now)
             in_flight = self.ledger.count_in_flight() + len(self.requests.preparing)
-            can_create = (
-                not self.paused and in_flight < self.scheduler.max_in_flight
-            )
+            can_create = not self.paused and in_flight < self.scheduler.max_in_flight
             candidates = self._candidates(now) if can_create else []
-            demand = len(tasks) / max(self.scheduler.poll_interval, 0.001)
-            if candidates:
-                demand += self.budget.rate
-            contended = self.budget.is_contended(now, demand)
-            decision = self.scheduler.pick(now, candidates, tasks, in_flight, contended)
+            rate = self.budget.rate
+            waiting = (
+                self.ledger.count_due(State.WAITING, now, self.scheduler.enough_waiting(rate))
+                if candidates
+                else 0
+            )
+            decision = self.scheduler.pick(
+                now, candidates, tasks, in_flight, waiting=waiting, rate=rate
+            )
             if decision.kind == Kind.IDLE:
-                wake = self.scheduler.wake_time(now, tasks, contended)
-                waiting = self.ledger.next_due([State.WAITING], now) if can_create else None
+                waiting_at = self.ledger.next_due([State.WAITING], now) if can_create else None
                 held = self.ledger.next_due([State.PROCESSING], now)
-                return [t for t in (wake, waiting, held) if t is not None]
+                return [t for t in (decision.wake_at, waiting_at, held) if t is not None]
             self.budget.try_take(now)
             job_id = decision.job_id
             assert job_id is not None
             if decision.kind == Kind.CREATE:
-                self._spawn(job_id, self.requests.create(job_id, contended))
+                self._spawn(job_id, self.requests.create(job_id))
             else:
-                self._spawn(job_id, self.requests.query(job_id, contended))
+                self._spawn(job_id, self.requests.query(job_id))
 
     def _candidates(self, now: float) -> list[Candidate]:
         """The oldest due waiting job of each configured folder that is neither paused nor
@@ -322,6 +328,9 @@ class Engine:
 
         async def move() -> None:
             moved = await self.ctx.offload(move_duplicate, fields, info)
+            if moved is None:  # not the same bytes any more: intake looks at it again
+                self.on_changed(fields["folder"], Path(path))
+                return
             self.ledger.note(fields["id"], "duplicate_moved", {"path": path, "moved_to": moved})
 
         task = asyncio.get_running_loop().create_task(move())

@@ -10,7 +10,6 @@ create. What a failure means comes from the policy; this room never decides retr
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from watchd.ledger import decode
 from watchd.lifecycle import Event, State
 from watchd.preflight import PreflightError
 from watchd.runtime.context import Context
-from watchd.scheduler import Scheduler
+from watchd.scheduler import Progress, Scheduler
 
 # A gate asked for a folder before its creates are picked, and again inside the transaction
 # that commits each create: a reason to hold them back (a spending cap), or None.
@@ -71,7 +70,7 @@ class Requests:
 
     # -- creates ------------------------------------------------------------------------
 
-    async def create(self, job_id: int, contended: bool) -> None:
+    async def create(self, job_id: int) -> None:
         ctx = self.ctx
         job = ctx.ledger.get(job_id)
         if job is None or job["state"] != State.WAITING:
@@ -100,7 +99,7 @@ class Requests:
             params=decode(job, "params") or {},
         )
         sync = ctx.cfg.api.mode == "sync"
-        await self._pace()
+        await self._pace()  # before the commit: a create held back here is not yet ambiguous
         # The crash window opens with this commit: from now until the answer is committed,
         # the create may have reached the API.
         with ctx.ledger.atomic():
@@ -119,8 +118,8 @@ class Requests:
                 deadline=now + ctx.cfg.api.task_timeout,
             )
         job = {**fresh, **step.fields}
+        await self._slot()
         try:
-            self.budget.mark_sent(ctx.clock.mono())
             result = await self.client.create(request, sync=sync)
         except ApiError as err:
             self._after_error(job, ctx.policy.after_create_error(err, job))
@@ -136,7 +135,7 @@ class Requests:
             Event.CREATED,
             {"task_id": result.task_id, "bytes_up": bytes_up},
             task_id=result.task_id,
-            due=self.scheduler.next_poll_at(now, job["folder"], now, 0, contended),
+            due=self.scheduler.created(job_id, job["folder"], now),
         )
         log.info(
             "task created", task_id=result.task_id, state="processing", attempt=job["attempts"]
@@ -157,7 +156,7 @@ class Requests:
 
     # -- queries ------------------------------------------------------------------------
 
-    async def query(self, job_id: int, contended: bool) -> None:
+    async def query(self, job_id: int) -> None:
         ctx = self.ctx
         job = ctx.ledger.get(job_id)
         if job is None or job["state"] != State.PROCESSING:
@@ -166,9 +165,8 @@ class Requests:
         if overdue is not None:  # decided before paying for another query
             self._after_error(job, overdue)
             return
-        await self._pace()
+        await self._slot()
         try:
-            self.budget.mark_sent(ctx.clock.mono())
             result = await self.client.query(job["task_id"])
         except ApiError as err:
             self._after_error(job, ctx.policy.after_query_error(err, job))
@@ -178,15 +176,14 @@ class Requests:
             self._finished(job, result)
             return
         now = ctx.clock.mono()
-        polls = (job["polls"] or 0) + 1
+        progress = Progress.of(result.state, result.progress, result.raw)
         ctx.commit(
             job_id,
             Event.POLL_PENDING,
             {"state": result.state, "progress": result.progress},
             polled=now,
-            due=self.scheduler.next_poll_at(now, job["folder"], job["started"] or now, polls,
-                                            contended),
-        )  # fmt: skip
+            due=self.scheduler.pending(job_id, job["folder"], now, progress),
+        )
 
     def _finished(self, job: dict[str, Any], result: TaskResult, *, bytes_up: int = 0) -> None:
         ctx = self.ctx
@@ -203,9 +200,7 @@ class Requests:
             self.inline[job["id"]] = result.images
         now = ctx.clock.mono()
         started = job["started"] if job["started"] is not None else now
-        learned = processing_time(result.raw, started, job.get("polled"), now)
-        if learned is not None:
-            self.scheduler.model.observe(job["folder"], learned)
+        learned = self.scheduler.finished(job["id"], job["folder"], now, result.raw, started)
         sync = job["state"] == State.SUBMITTING
         deadline = ctx.policy.result_deadline(job, now)
         fields: dict[str, Any] = {
@@ -230,6 +225,8 @@ class Requests:
         )
 
     def _after_error(self, job: Mapping[str, Any], verdict: Any) -> None:
+        if verdict.event not in (Event.POLL_ERROR, Event.UNSENT, Event.CREATE_LOST):
+            self.scheduler.forget(job["id"])  # the task leaves processing another way
         if verdict.rate_limited:
             self.budget.on_rate_limited(self.ctx.clock.mono(), verdict.retry_after)
         if verdict.pause:
@@ -243,52 +240,18 @@ class Requests:
         )
 
     async def _pace(self) -> None:
-        """Keep sent requests at least one budget interval apart, whatever the time spent
-        between the scheduler's decision and the send (reading a large file, say)."""
-        delay = self.budget.send_delay(self.ctx.clock.mono())
-        if delay > 0:
+        """Hold a request until its send slot is near, whatever the time spent between the
+        scheduler's decision and the send (reading a large file, say)."""
+        while (delay := self.budget.send_delay(self.ctx.clock.mono())) > 0:
+            await self.ctx.clock.sleep(delay)
+
+    async def _slot(self) -> None:
+        """Take the send slot right before the request leaves, nothing awaited in between:
+        paced on actual send times, two requests never share a slot (budget.try_send)."""
+        while (delay := self.budget.try_send(self.ctx.clock.mono())) > 0:
             await self.ctx.clock.sleep(delay)
 
 
 def _cause(job: Mapping[str, Any]) -> str | None:
     """Why this create is a second one for the same content (None for a first create)."""
     return job["cause"] if job["attempts"] or job["ambiguous"] or job["requests"] else None
-
-
-def processing_time(
-    raw: dict[str, Any], started: float, last_pending_poll: float | None, now: float
-) -> float | None:
-    """How long the task took, to learn when to poll the next ones.
-
-    The API's own `time_elapsed` or timestamps when it gives them; else the middle between
-    the last poll that found it pending and the poll that found it done. Not `now - started`
-    alone: with the first poll put off to the learned 95% point, that is only an upper bound,
-    and learning from it made the estimate creep up (in the benchmark, 10 s became 22 s).
-    """
-    try:  # "total processing time": seconds ("9.512"); a value over 1000 can only be ms
-        elapsed = float(raw.get("time_elapsed"))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        elapsed = None
-    if elapsed is not None and 0 < elapsed < 86_400_000:
-        return elapsed / 1000 if elapsed > 1000 else elapsed
-    start, end = _timestamp(raw.get("created_at")), _timestamp(raw.get("completed_at"))
-    if start is not None and end is not None and 0 <= end - start < 86400:
-        return end - start
-    if last_pending_poll is not None and last_pending_poll >= started:
-        return (last_pending_poll + now) / 2 - started
-    return None
-
-
-def _timestamp(value: Any) -> float | None:
-    """Epoch seconds (or milliseconds) as a number or string, or an ISO date-time."""
-    if value in (None, ""):
-        return None
-    try:
-        number = float(value)
-        return number / 1000 if number > 1e11 else number
-    except (TypeError, ValueError):
-        pass
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None

@@ -266,8 +266,8 @@ def move_duplicate(fields: dict[str, Any], error: dict[str, Any] | None) -> str 
     """Move a duplicate's copy (and its sidecar mask) into done/, or into failed/ with
     `error` as its reason; a worker thread. None if it is gone already."""
     src = Path(fields["path"])
-    if not os.path.lexists(src):
-        return None
+    if not os.path.lexists(src) or outbox.sha256_file(src) != fields["sha256"]:
+        return None  # gone, or written over since (new bytes are a job of their own)
     settings = fields["post"] if isinstance(fields["post"], dict) else decode(fields, "post")
     where = Path(settings["done"] if error is None else settings["failed"])
     moved = (
