@@ -49,6 +49,7 @@ from pydantic_core import PydanticCustomError
 
 from watchd.errors import WatchdError
 from watchd.outbox import TemplateError, render_name
+from watchd.web.config import HttpConfig
 
 __all__ = [
     "ApiConfig",
@@ -485,13 +486,19 @@ class Config(_Frozen):
     log: LogConfig = Field(default_factory=LogConfig)
     presets: dict[str, dict[str, Any]] = Field(default_factory=dict)
     folders: tuple[FolderConfig, ...]
+    http: HttpConfig = Field(default_factory=HttpConfig, description="The dashboard.")
 
 
-TOP_KEYS = ("api", "state_dir", "retry", "log", "presets", "defaults", "folders")
+TOP_KEYS = ("api", "state_dir", "retry", "log", "presets", "defaults", "folders", "http")
 FOLDER_KEYS = tuple(FolderConfig.model_fields)
 _PATH_KEYS = ("inbox", "outbox", "done", "failed")
 _MAP_KEYS = {"expand": tuple(Expand.model_fields), "target": tuple(Target.model_fields)}
-_SECTIONS: dict[str, type[_Frozen]] = {"api": ApiConfig, "retry": RetryConfig, "log": LogConfig}
+_SECTIONS: dict[str, type[BaseModel]] = {
+    "api": ApiConfig,
+    "retry": RetryConfig,
+    "log": LogConfig,
+    "http": HttpConfig,
+}
 
 # Where a key probably belongs when it is written one level off.
 _TOP_HINTS = (
@@ -596,6 +603,7 @@ def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> Config:
         log=sections["log"],
         presets=presets,
         folders=tuple(folders),
+        http=sections["http"],
     )
 
 
@@ -630,7 +638,7 @@ def _known_keys(
 
 
 def _section(
-    raw: dict[str, Any], name: str, model: type[_Frozen], base: Path, issues: _Issues
+    raw: dict[str, Any], name: str, model: type[BaseModel], base: Path, issues: _Issues
 ) -> Any:
     value = raw.get(name)
     if value is None:
@@ -653,7 +661,7 @@ def _section(
             skip.add("key_file")
         value["key_file"] = resolved
     try:
-        return model.model_validate(value)
+        return model.model_validate(value, context={"base": base})
     except ValidationError as exc:
         for err in exc.errors():
             if err["loc"] and err["loc"][0] in skip:
@@ -1111,6 +1119,7 @@ def describe(cfg: Config, env: Mapping[str, str] | None = None) -> dict[str, Any
         "state_dir": str(cfg.state_dir),
         "retry": cfg.retry.model_dump(mode="json"),
         "log": cfg.log.model_dump(mode="json"),
+        "http": cfg.http.model_dump(mode="json"),
         "folders": [_describe_folder(f) for f in cfg.folders],
     }
 

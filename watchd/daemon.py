@@ -33,6 +33,8 @@ from watchd.lock import StateLock
 from watchd.sdnotify import Notifier
 from watchd.settle import SettleTracker, Stat
 from watchd.watch import Watcher, WatchSpec
+from watchd.web.live import LiveState
+from watchd.web.server import start_dashboard
 
 INTAKE_WORKERS = 2
 INTAKE_CHUNK = 64  # settled files checked per worker-thread hand-off
@@ -144,6 +146,10 @@ class Daemon:
         ):
             loop.add_signal_handler(sig, self._set_flag, flag)
         workers = [loop.create_task(self._intake_worker()) for _ in range(INTAKE_WORKERS)]
+        # -- dashboard hook (issue 12; the lead carries it into the new runtime) --
+        self.live = LiveState(started=time.monotonic(), qps=cfg.api.qps)
+        self.dashboard = await start_dashboard(cfg, ledger, self.live, self._write, self.log)
+        # --
         try:
             self.engine.reconcile()
             self._apply_folders(cfg)
@@ -166,6 +172,8 @@ class Daemon:
                 w.cancel()
             await self.engine.drain()
             await self.engine.aclose()
+            if self.dashboard is not None:  # dashboard hook (issue 12)
+                await self.dashboard.stop()
             ledger.close()
             lock.release()
             self.log.info("watchd stopped")
@@ -192,6 +200,7 @@ class Daemon:
             self._expire_mask_waits(now)
             sleep = await self.engine.pump()
             mono = time.monotonic()
+            self._update_live(mono)  # dashboard hook (issue 12)
             if mono >= next_tick:
                 next_tick = mono + self.watcher.tick()
                 self._check_key_change()
@@ -212,6 +221,27 @@ class Daemon:
                     await asyncio.wait_for(self.engine.wake.wait(), timeout=sleep)
             else:
                 await asyncio.sleep(0)
+
+    # -- dashboard hook (issue 12; the lead carries it into the new runtime) ------------
+
+    def _update_live(self, mono: float) -> None:
+        live, budget = self.live, self.engine.budget
+        live.beat(mono)
+        live.qps, live.budget_rate, live.rate_limited = budget.qps, budget.rate, budget.rate_limited
+        live.auth_pause = self.engine.paused
+        if mono - getattr(self, "_learned_at", -STATUS_EVERY) >= STATUS_EVERY:
+            self._learned_at = mono
+            model = self.engine.model
+            learned = {f: model.quantile(f, 0.95) for f in self.engine.folders}
+            live.learned = {f: s for f, s in learned.items() if s is not None}
+
+    def _write(self, fn: Callable[[Ledger], Any]) -> Any:
+        """The dashboard's mutations (retry, pause): on our ledger, in this loop."""
+        result = fn(self.engine.ledger)
+        self.engine.wake.set()
+        return result
+
+    # -------------------------------------------------------------------------------------
 
     def _hint(self, folder: str, path: Path) -> None:
         self.hints.append((folder, Path(path)))
@@ -348,6 +378,8 @@ class Daemon:
         self.cfg = cfg
         self.engine.apply_config(cfg)
         self._apply_folders(cfg)
+        if self.dashboard is not None:  # dashboard hook (issue 12)
+            self.dashboard.apply_config(cfg)
         key = load_api_key(cfg, self.env)
         if key:
             logs.add_secret(key)

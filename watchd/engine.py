@@ -210,7 +210,11 @@ class Engine(IntakeSteps, ResultSteps):
         """The oldest ready waiting job of each configured folder (an index walk each, so
         a backlog of 50,000 costs no more than one of 5)."""
         out = []
+        # Folder pause (issue 12): its files wait; `watchd process` names its files itself.
+        paused = self.ledger.paused_folders() if self.only is None else {}
         for folder in self.folders:
+            if folder in paused:
+                continue
             rows = self.ledger.oldest_waiting(folder, now, exclude=self.busy, only=self.only)
             out += [Candidate(r["id"], folder) for r in rows]
         return out

@@ -27,6 +27,11 @@ def add_secret(value: str | None) -> None:
         _secrets.add(value)
 
 
+def secrets() -> frozenset[str]:
+    """The secrets registered so far (the dashboard scrubs its answers of them too)."""
+    return frozenset(_secrets)
+
+
 def redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     if not _secrets:
         return event
