@@ -229,7 +229,7 @@ class Daemon:
         live.beat(mono)
         live.qps, live.budget_rate, live.rate_limited = budget.qps, budget.rate, budget.rate_limited
         live.auth_pause = self.engine.paused
-        if mono - getattr(self, "_learned_at", -STATUS_EVERY) >= STATUS_EVERY:
+        if mono - getattr(self, "_learned_at", -1.0) >= 1.0:  # a sort of 200 numbers a folder
             self._learned_at = mono
             model = self.engine.model
             learned = {f: model.quantile(f, 0.95) for f in self.engine.folders}

@@ -54,8 +54,12 @@ def resume_command(ctx: click.Context, config_path: str | None, folder: str) -> 
     """
     cfg = _config(ctx, config_path)
     ledger = _open_ledger(cfg)
-    if ledger is None:
-        raise Fatal(f"no ledger at {cfg.state_dir}: nothing is paused")
+    if ledger is None:  # nothing ran yet, so nothing is paused
+        names = [f.name for f in cfg.folders]
+        if folder not in names:
+            raise Fatal(f"unknown folder {folder!r}; configured: {', '.join(names)}")
+        click.echo(f"folder {folder} was not paused")
+        return
     try:
         was = resume(cfg, ledger, folder)
     except PauseError as exc:

@@ -43,9 +43,17 @@ class DashboardError(Exception):
 
 
 class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = asyncio.Event()
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield  # the daemon's own SIGTERM/SIGHUP handlers stay in charge
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.ready.set()
 
 
 class DashboardServer:
@@ -118,10 +126,12 @@ class DashboardServer:
         )
         with contextlib.suppress(LedgerUnavailable):  # the pages will say so, if it lasts
             await self.reader.run(self.metrics.seed_last_success)
-        while not self._server.started and not self._task.done():
-            await asyncio.sleep(0.01)
+        ready = asyncio.ensure_future(self._server.ready.wait())
+        await asyncio.wait({ready, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
         if self._task.done():
             self._task.result()  # raises what stopped it
+            raise DashboardError("the dashboard stopped as it started")
 
     @staticmethod
     async def _serve(server: _Server, sock: socket.socket) -> None:
