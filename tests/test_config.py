@@ -717,7 +717,7 @@ def test_a_private_key_file_and_an_env_key_give_no_warning(tmp_path: Path) -> No
 def test_describe_is_json_with_every_folder_resolved(tmp_path: Path) -> None:
     cfg = load(tmp_path, PRESETS + folder("preset: square"))
     shown = json.loads(json.dumps(describe(cfg, {})))
-    assert set(shown) == {"config", "api", "state_dir", "retry", "log", "folders"}
+    assert set(shown) == {"config", "api", "state_dir", "retry", "log", "http", "folders"}
     f = shown["folders"][0]
     assert f["inbox"] == str(tmp_path / "in")
     assert f["target"] == {

@@ -135,6 +135,7 @@ def run_demo(
         threading.Thread(target=drop_later, daemon=True).start()
         deadline = time.monotonic() + DEMO_TIMEOUT
         said: set[str] = set()
+        outcome: list[bool] = []
 
         def finished(ledger: Ledger) -> bool:
             url = getattr(daemon, "dashboard", None) and daemon.dashboard.url
@@ -143,10 +144,11 @@ def run_demo(
                 err.print(f"[bold]dashboard:[/] {url}")
             rows = list(ledger.db.query("select state from jobs"))
             complete = len(rows) >= len(SAMPLES) and all(r["state"] in TERMINAL for r in rows)
-            if serve:  # until Ctrl-C
+            if serve:  # until Ctrl-C: the results now, the dashboard on
                 if complete and "done" not in said:
                     said.add("done")
-                    err.print(f"every image is done; the dashboard stays up at {url} (Ctrl-C ends)")
+                    outcome.append(_report(out, workspace, sim))
+                    err.print(f"[bold]the dashboard stays up at {url}[/] (Ctrl-C ends the demo)")
                 return False
             return complete or time.monotonic() > deadline
 
@@ -154,7 +156,7 @@ def run_demo(
         env.pop("NOTIFY_SOCKET", None)
         daemon = Daemon(config_path, env=env, until=finished)
         asyncio.run(daemon.run())
-        ok = _report(out, workspace, sim)
+        ok = outcome[0] if outcome else _report(out, workspace, sim)
     finally:
         sim.stop()
         if not keep:
