@@ -499,3 +499,89 @@ def test_job_json_detail_in_the_timeline_is_readable(world) -> None:
         text = http.get(f"/job/{job}").text
     assert "<b>step</b> download" in text and "<b>reason</b> HTTP 503" in text
     assert json.dumps({"step": "download"}) not in text
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/jobs?name=%ff%fe%00"),
+        ("GET", "/jobs?since=%00"),
+        ("GET", "/jobs?until=9999-99-99"),
+        ("GET", "/job/%00"),
+        ("GET", "/job/1%2F..%2F..%2Fetc%2Fpasswd"),
+        ("GET", "/static/../app.py"),
+        ("GET", "/static/%2e%2e/app.py"),
+        ("GET", "/img/1/result0/s"),
+        ("GET", "/img/1/result10/s"),
+        ("GET", "/img/1/mask/s"),
+        ("GET", "/failed?code=" + "z" * 300),
+        ("GET", "/failed?before=0"),
+        ("HEAD", "/"),
+        ("POST", "/"),
+        ("PUT", "/retry"),
+        ("DELETE", "/job/1"),
+        ("POST", "/login"),
+    ],
+)
+def test_odd_requests_never_crash_the_dashboard(world, method, path) -> None:
+    world.done_job("products", "mug.png")
+    with world.client() as http:
+        answer = http.request(method, path)
+        after = http.get("/")
+    assert answer.status_code < 500, (answer.status_code, answer.text[:300])
+    assert "Traceback" not in answer.text
+    assert after.status_code == 200
+
+
+def test_a_huge_form_is_refused(world) -> None:
+    with world.client() as http:
+        csrf = csrf_of(http.get("/").text)
+        answer = http.post("/folder/products/pause", data={"csrf": csrf, "reason": "x" * 200_000})
+    assert answer.status_code == 413
+    assert world.ledger.paused_folders() == {}
+
+
+def test_a_name_that_is_not_utf8_in_the_ledger_still_shows(world) -> None:
+    job = world.waiting_job("products", "ok.png")
+    world.ledger.db.execute(
+        "update jobs set name = cast(x'63616ffe2e706e67' as text) where id = ?", [job]
+    )
+    world.ledger.db.conn.commit()
+    with world.client() as http:
+        page = http.get(f"/job/{job}")
+        listing = http.get("/jobs")
+    assert page.status_code == 200 and "cao\N{REPLACEMENT CHARACTER}.png" in page.text
+    assert listing.status_code == 200
+
+
+def test_a_picture_too_large_to_decode_is_not_previewed(world, monkeypatch) -> None:
+    from watchd.web import thumbs
+
+    monkeypatch.setattr(thumbs, "MAX_DECODE", 10_000)
+    job = world.done_job("products", "big.png", size=(300, 200))
+    with world.client() as http:
+        answer = http.get(f"/img/{job}/original/s")
+    assert answer.status_code == 404 and b"too large to preview" in answer.content
+
+
+def test_concurrent_pages_and_mutations_keep_the_ledger_consistent(world) -> None:
+    """Many requests at once on one loop: the reader thread serialises the reads, the
+    writes run through do_write; every answer is whole and the counts add up."""
+    import asyncio
+
+    ids = [world.failed_job("banners", f"f{i}.png", seed=i) for i in range(20)]
+    with world.client() as http:
+        csrf = csrf_of(http.get("/").text)
+
+        async def burst() -> list[int]:
+            calls = [http.http.get(p) for p in ("/", "/jobs", "/failed", "/metrics") * 10]
+            calls += [
+                http.http.post(f"/job/{i}/retry", data={"csrf": csrf}, headers={"X-Live": "1"})
+                for i in ids
+            ]
+            answers = await asyncio.gather(*calls)
+            return [a.status_code for a in answers]
+
+        codes = http.loop.run_until_complete(burst())
+    assert set(codes) == {200}
+    assert all((world.root / f"banners/inbox/f{i}.png").exists() for i in range(20))

@@ -29,6 +29,7 @@ what only the running daemon knows (budget, learned task time, heartbeat) comes 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -109,6 +110,7 @@ class Metrics:
         ProcessCollector(registry=r)
         self.last_success: dict[str, float] = {}
         self._answered: deque[float] = deque()  # mono times of answered requests
+        self._lock = threading.Lock()  # observe() runs in the loop, scrapes in the reader
 
     # -- the observer -----------------------------------------------------------------
 
@@ -135,10 +137,19 @@ class Metrics:
         if t.event == "moved" and t.dst in ("done", "failed"):
             self.finished.labels(folder, t.dst).inc()
             if t.dst == "done":
-                self.last_success[folder] = max(self.last_success.get(folder, 0.0), t.at)
+                self._succeeded(folder, t.at)
+
+    def _succeeded(self, folder: str, at: float) -> None:
+        with self._lock:
+            self.last_success[folder] = max(self.last_success.get(folder, 0.0), at)
+
+    def successes(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self.last_success)
 
     def _request(self, detail: Any, folder: str, kind: str) -> None:
-        self._answered.append(self.clock.mono())
+        with self._lock:
+            self._answered.append(self.clock.mono())
         if detail.get("http_status") == 429:
             self.rate_limited.labels(folder, kind).inc()
 
@@ -151,9 +162,10 @@ class Metrics:
     def requests_per_second(self) -> float:
         """Creates and queries answered per second over the last minute."""
         now = self.clock.mono()
-        while self._answered and self._answered[0] < now - RATE_WINDOW:
-            self._answered.popleft()
-        return len(self._answered) / RATE_WINDOW
+        with self._lock:
+            while self._answered and self._answered[0] < now - RATE_WINDOW:
+                self._answered.popleft()
+            return len(self._answered) / RATE_WINDOW
 
     def seed_last_success(self, conn: sqlite3.Connection) -> None:
         """Start from what the ledger knows (counters restart at zero; this must not)."""
@@ -161,7 +173,7 @@ class Metrics:
             "select folder, max(finished_at) from jobs where state = 'done' group by folder"
         ):
             if at is not None:
-                self.last_success[folder] = max(self.last_success.get(folder, 0.0), at)
+                self._succeeded(folder, at)
 
     def scrape(self) -> bytes:
         """The exposition text; call it where the ledger collector may read (reader thread)."""
@@ -227,7 +239,7 @@ class LedgerGauges(Collector):
             "When the folder's last job was done (epoch seconds).",
             labels=["folder"],
         )
-        for folder, at in sorted(self.metrics.last_success.items()):
+        for folder, at in sorted(self.metrics.successes().items()):
             last.add_metric([folder], at)
         yield last
         yield GaugeMetricFamily(

@@ -31,6 +31,8 @@ def connect_read_only(path: Path) -> sqlite3.Connection:
     uri = f"file:{quote(str(path.absolute()))}?mode=ro"
     try:
         conn = sqlite3.connect(uri, uri=True, check_same_thread=True)
+        # A name that is not UTF-8 shows with a replacement character, not a failed page.
+        conn.text_factory = lambda raw: raw.decode("utf-8", "replace")
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA query_only=1")
         conn.execute("select 1 from jobs limit 1").fetchall()

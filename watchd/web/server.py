@@ -97,6 +97,7 @@ class DashboardServer:
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
         self.port: int | None = None
+        self._stopped = False
 
     @property
     def url(self) -> str | None:
@@ -148,6 +149,9 @@ class DashboardServer:
         self.site.cfg = cfg
 
     async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
         self.live.stopping = True
         if self._server is not None and self._task is not None:
             self._server.should_exit = True

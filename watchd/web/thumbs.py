@@ -25,6 +25,7 @@ from PIL import Image, ImageOps
 
 SIZES = {"s": 160, "m": 480, "l": 1200}  # longest side, pixels
 MAX_FILE = 128 * 1024 * 1024  # never serve or decode a file larger than this
+MAX_DECODE = 40_000_000  # pixels decoded for a thumbnail (JPEG decodes at a fraction first)
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -170,6 +171,8 @@ def _thumbnail(fh: io.BufferedReader, box: int) -> tuple[bytes, str]:
     try:
         with Image.open(fh) as img:
             img.draft("RGB", (box * 2, box * 2))  # JPEG: decode at a fraction of the size
+            if img.width * img.height > MAX_DECODE:  # a 100-MP PNG would cost 300 MB here
+                raise NotServed(f"too large to preview ({img.width}×{img.height})")
             img = ImageOps.exif_transpose(img)
             img.thumbnail((box, box), Image.Resampling.LANCZOS)
             alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
