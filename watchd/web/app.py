@@ -46,7 +46,15 @@ from watchd.web.live import LiveState
 from watchd.web.metrics import Metrics
 from watchd.web.reader import LedgerUnavailable, Reader
 from watchd.web.security import FLASH_COOKIE, SESSION_COOKIE, Guard
-from watchd.web.thumbs import SIZES, NotServed, Picture, Thumbnails, allowed_roots, read_file
+from watchd.web.thumbs import (
+    SIZES,
+    NotServed,
+    Picture,
+    Thumbnails,
+    allowed_roots,
+    open_served,
+    read_file,
+)
 
 T = TypeVar("T")
 Writer = Callable[[Callable[[Ledger], Any]], Any]  # do_write(fn) -> fn(ledger), in the loop
@@ -416,8 +424,6 @@ def _facts(path: str | None, roots: list[str]) -> dict[str, Any] | None:
     """Size on disk and pixel size of a served file (its header only), or why not."""
     if not path:
         return None
-    from watchd.web.thumbs import open_served
-
     try:
         fd, st = open_served(path, roots)
     except NotServed as exc:
