@@ -585,3 +585,26 @@ def test_concurrent_pages_and_mutations_keep_the_ledger_consistent(world) -> Non
         codes = http.loop.run_until_complete(burst())
     assert set(codes) == {200}
     assert all((world.root / f"banners/inbox/f{i}.png").exists() for i in range(20))
+
+
+def test_the_login_pages_csrf_token_is_no_good_once_logged_in(tmp_path) -> None:
+    token = "t0ken-" + "8" * 20
+    (tmp_path / "token").write_text(token)
+    w = make_world(tmp_path, listen="0.0.0.0:8750", token_file="token")
+    try:
+        with w.client() as http:
+            public = csrf_of(http.get("/login").text)  # anyone on the network can read this
+            login = http.post("/login", data={"csrf": public, "token": token})
+            session = login.headers["set-cookie"].split(";")[0]
+            inside = csrf_of(http.get("/", headers={"Cookie": session}).text)
+            forged = http.post(
+                "/folder/products/pause", data={"csrf": public}, headers={"Cookie": session}
+            )
+            real = http.post(
+                "/folder/products/pause", data={"csrf": inside}, headers={"Cookie": session}
+            )
+    finally:
+        close_world(w)
+    assert inside != public
+    assert forged.status_code == 403
+    assert real.status_code == 303

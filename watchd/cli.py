@@ -418,10 +418,7 @@ def demo(clean: bool, workdir: Path | None, serve: bool) -> None:
     sys.exit(run_demo(out, err, keep=not clean, workdir=workdir, serve=serve))
 
 
-from watchd.pause_commands import pause_command, resume_command  # noqa: E402 (uses the above)
-
-cli.add_command(pause_command)
-cli.add_command(resume_command)
+from watchd import pause_commands  # noqa: E402, F401 (`watchd pause`, `resume`: uses the above)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -138,7 +138,8 @@ def run_demo(
         outcome: list[bool] = []
 
         def finished(ledger: Ledger) -> bool:
-            url = getattr(daemon, "dashboard", None) and daemon.dashboard.url
+            dashboard = getattr(daemon, "dashboard", None)
+            url = dashboard.url if dashboard is not None else None
             if url and "url" not in said:
                 said.add("url")
                 err.print(f"[bold]dashboard:[/] {url}")

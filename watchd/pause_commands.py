@@ -1,4 +1,5 @@
-"""`watchd pause FOLDER` and `watchd resume FOLDER`: thin shells over watchd.pause.
+"""`watchd pause FOLDER` and `watchd resume FOLDER`: thin shells over watchd.pause, added to
+the `watchd` group when cli.py imports this module.
 
 They write the ledger directly (a note, like `watchd retry`), so they work whether the
 daemon runs (it reads the pause before each create) or not (the next start honours it).
@@ -8,11 +9,11 @@ from __future__ import annotations
 
 import click
 
-from watchd.cli import Fatal, _config, _open_ledger, config_option
+from watchd.cli import Fatal, _config, _open_ledger, cli, config_option
 from watchd.pause import PauseError, pause, resume
 
 
-@click.command("pause")
+@cli.command("pause")
 @config_option
 @click.argument("folder")
 @click.option("--reason", default="", help="Why, shown in status and on the dashboard.")
@@ -41,7 +42,7 @@ def pause_command(ctx: click.Context, config_path: str | None, folder: str, reas
     )
 
 
-@click.command("resume")
+@cli.command("resume")
 @config_option
 @click.argument("folder")
 @click.pass_context

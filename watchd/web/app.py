@@ -144,7 +144,7 @@ async def page(
         caps=site.live.caps,
         flash=flash,
         request_path=_here(request),
-        csrf=site.guard.csrf(),
+        csrf=site.guard.csrf(request.cookies.get(SESSION_COOKIE, "")),
         now=site.clock.wall(),
         refresh_ms=REFRESH_MS,
         **context,
@@ -277,7 +277,7 @@ async def _form(request: Request, site: Site) -> FormData:
         raise  # 413: the body is larger than MAX_BODY
     except Exception:  # a malformed body
         raise BadRequest(400, "the form could not be read") from None
-    if not site.guard.csrf_ok(form.get("csrf")):
+    if not site.guard.csrf_ok(form.get("csrf"), request.cookies.get(SESSION_COOKIE, "")):
         raise HTTPException(
             403, "refused: the form's CSRF token is missing or stale (reload the page)"
         )

@@ -179,7 +179,7 @@ def _like(text: str) -> str:
 
 
 def _narrowing(f: JobFilter) -> tuple[str, list[Any]]:
-    sql, args = "", []
+    sql, args = "", list[Any]()
     if f.name:
         sql += " and name like ? escape '\\'"
         args.append(_like(f.name))

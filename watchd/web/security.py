@@ -7,7 +7,8 @@
   token (Prometheus) or as the session cookie the login form sets. The cookie holds an HMAC
   of the token, not the token: it stays valid across restarts and dies with a new token.
 - CSRF: every mutation is a POST carrying a token that only pages of this dashboard hold
-  (an HMAC of a secret made at start); an Origin header, when sent, must be this host.
+  (an HMAC of a secret made at start and of the session); an Origin header, when sent,
+  must be this host, and a browser's Sec-Fetch-Site must say same-origin.
 Nothing here logs or echoes a token.
 """
 
@@ -111,11 +112,14 @@ class Guard:
 
     # -- CSRF, signed cookies -----------------------------------------------------------
 
-    def csrf(self) -> str:
-        return hmac.new(self.secret, b"csrf", "sha256").hexdigest()
+    def csrf(self, session: str = "") -> str:
+        """The token a page's forms carry: bound to the session cookie when there is one, so
+        the token the public login page shows is worth nothing once logged in."""
+        message = b"csrf:" + session.encode("utf-8", "surrogateescape")
+        return hmac.new(self.secret, message, "sha256").hexdigest()
 
-    def csrf_ok(self, offered: Any) -> bool:
-        return isinstance(offered, str) and hmac.compare_digest(offered, self.csrf())
+    def csrf_ok(self, offered: Any, session: str = "") -> bool:
+        return isinstance(offered, str) and hmac.compare_digest(offered, self.csrf(session))
 
     def sign(self, data: Any) -> str:
         body = base64.urlsafe_b64encode(json.dumps(data).encode()).decode()

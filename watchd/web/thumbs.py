@@ -173,14 +173,14 @@ def _thumbnail(fh: io.BufferedReader, box: int) -> tuple[bytes, str]:
             img.draft("RGB", (box * 2, box * 2))  # JPEG: decode at a fraction of the size
             if img.width * img.height > MAX_DECODE:  # a 100-MP PNG would cost 300 MB here
                 raise NotServed(f"too large to preview ({img.width}×{img.height})")
-            img = ImageOps.exif_transpose(img)
-            img.thumbnail((box, box), Image.Resampling.LANCZOS)
-            alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
+            small = ImageOps.exif_transpose(img)
+            small.thumbnail((box, box), Image.Resampling.LANCZOS)
+            alpha = small.mode in ("RGBA", "LA", "PA") or "transparency" in small.info
             out = io.BytesIO()
             if alpha:
-                img.convert("RGBA").save(out, "PNG", optimize=True)
+                small.convert("RGBA").save(out, "PNG", optimize=True)
                 return out.getvalue(), "image/png"
-            img.convert("RGB").save(out, "JPEG", quality=82, optimize=True)
+            small.convert("RGB").save(out, "JPEG", quality=82, optimize=True)
             return out.getvalue(), "image/jpeg"
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise NotServed(f"not an image Pillow can read ({type(exc).__name__})") from None
