@@ -22,7 +22,12 @@ from watchd.pause import PauseError, pause, resume
 
 @pytest.fixture
 def cfg_path(tmp_path: Path) -> Path:
-    return write_config(tmp_path, "http://127.0.0.1:9", [{"name": "products"}, {"name": "misc"}])
+    return write_config(
+        tmp_path,
+        "http://127.0.0.1:9",
+        [{"name": "products"}, {"name": "misc"}],
+        http={"listen": "127.0.0.1:8750"},
+    )
 
 
 def watchd(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -7,9 +7,10 @@ off (the daemon's handlers stay in charge) and without touching logging. The ser
 its read-only ledger connection, a worker thread for it and one for images: nothing it does
 blocks the loop for longer than rendering a page.
 
-Wiring (the daemon): `server = await start_dashboard(cfg, ledger, live, do_write, log)`
-(None when off); on each loop turn `live.beat(clock.mono())` and the budget fields; on
-reload `server.apply_config(cfg)`; at the end `await server.stop()`.
+Wiring (the daemon): `server = await start_dashboard(cfg, ledger, live, do_write, log,
+clock)` (None when off; `live` holds that clock's `mono()` times); on each loop turn
+`live.beat(clock.mono())` and the budget fields; on reload `server.apply_config(cfg)`; at
+the end `await server.stop()`.
 """
 
 from __future__ import annotations
@@ -188,7 +189,12 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 async def start_dashboard(
-    cfg: Config, ledger: Ledger, live: LiveState, do_write: Writer, log: Any
+    cfg: Config,
+    ledger: Ledger,
+    live: LiveState,
+    do_write: Writer,
+    log: Any,
+    clock: Clock | None = None,
 ) -> DashboardServer | None:
     """The daemon's one call: the running dashboard, or None when `http.listen` is null or
     it cannot start (said in the log; the daemon runs on without it, as it would without
@@ -196,7 +202,9 @@ async def start_dashboard(
     if cfg.http.listen is None:
         return None
     try:
-        server = DashboardServer(cfg, cfg.state_dir / "watchd.db", live, do_write=do_write)
+        server = DashboardServer(
+            cfg, cfg.state_dir / "watchd.db", live, do_write=do_write, clock=clock
+        )
         await server.start()
     except DashboardError as exc:
         log.error("dashboard off: it could not start; the daemon runs on", error=str(exc))
