@@ -49,7 +49,9 @@ ALL_LOADED = """(selector) => {
 BAD_PROMPT = "FAILME"  # the simulator fails tasks with this prompt: "the prompt is invalid"
 
 
-def _playwright() -> Any:
+@pytest.fixture
+def playwright() -> Any:
+    """Playwright's sync API with Debian's Chromium, or a skip that says what is missing."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -98,7 +100,7 @@ class Ledger:
 
 
 @pytest.fixture
-def site(tmp_path: Path):
+def site(playwright: Any, tmp_path: Path):
     sim = Simulator(
         SimConfig(
             qps=20, processing_time=(0.3, 0.8), seed=5, offset_px=2, fail_prompt={BAD_PROMPT: -17}
@@ -147,13 +149,12 @@ def site(tmp_path: Path):
         assert code == 0, daemon.log()[-3000:]
 
 
-def test_the_dashboard_in_a_real_browser(site, tmp_path: Path) -> None:
-    sync_playwright = _playwright()
+def test_the_dashboard_in_a_real_browser(playwright: Any, site, tmp_path: Path) -> None:
     shots = Path(os.environ.get("WATCHD_SCREENSHOTS") or tmp_path)
     url, ledger, sim = site["url"], site["ledger"], site["sim"]
     done = max(ledger.ids("products", "done"))
     failed = ledger.ids("rejects", "failed")[0]
-    with sync_playwright() as pw:
+    with playwright() as pw:
         context = pw.chromium.launch_persistent_context(
             str(tmp_path / "profile"),  # a new, empty profile
             executable_path=CHROMIUM,
