@@ -22,6 +22,7 @@ what only the running daemon knows (budget, learned task time, heartbeat) comes 
     watchd_folder_paused{folder}                1 while the folder is paused
     watchd_submissions_paused                   1 while the API refuses the key (401)
     watchd_last_success_timestamp_seconds{folder}  when the folder's last job was done
+    watchd_start_time_seconds                   when the daemon started
     watchd_qps, watchd_budget_rate_per_second, watchd_learned_task_seconds{folder},
     watchd_heartbeat_age_seconds                from LiveState
 """
@@ -107,7 +108,8 @@ class Metrics:
             ["folder", "result"],
             registry=r,
         )
-        ProcessCollector(registry=r)
+        ProcessCollector(registry=r)  # empty under systemd's ProcSubset=pid (no /proc/stat)
+        self.started_at = clock.wall()
         self.last_success: dict[str, float] = {}
         self._answered: deque[float] = deque()  # mono times of answered requests
         self._lock = threading.Lock()  # observe() runs in the loop, scrapes in the reader
@@ -242,6 +244,11 @@ class LedgerGauges(Collector):
         for folder, at in sorted(self.metrics.successes().items()):
             last.add_metric([folder], at)
         yield last
+        yield GaugeMetricFamily(
+            "watchd_start_time_seconds",
+            "When the daemon started (epoch seconds).",
+            value=self.metrics.started_at,
+        )
         yield GaugeMetricFamily(
             "watchd_requests_per_second",
             "Creates and queries answered per second over the last minute.",
