@@ -693,7 +693,8 @@ class Gate:
                 present = {k.lower() for k, _ in headers}
                 headers += [(k, v) for k, v in self.HEADERS if k not in present]
                 if b"cache-control" not in present:
-                    headers.append((b"cache-control", b"no-store"))
+                    static = scope["path"].startswith("/static/")
+                    headers.append((b"cache-control", b"max-age=300" if static else b"no-store"))
                 message = {**message, "headers": headers}
             await send(message)
 

@@ -145,7 +145,8 @@ class DashboardServer:
             sock.close()
 
     def apply_config(self, cfg: Config) -> None:
-        """A reload: folders, qps and the rest apply at once; a new `listen` needs a restart."""
+        """A reload: folders and the rest apply at once; `http.listen`, `token_file` and
+        `allowed_hosts` are read at start only (a restart applies them)."""
         self.cfg = cfg
         self.site.cfg = cfg
 
