@@ -80,6 +80,7 @@ def write_config(
         "state_dir": str(root / "state"),
         "retry": {"max_attempts": 5, "base_delay": 0.1, "max_delay": 1},
         "log": {"format": "json", "level": "info"},
+        "http": {"listen": "127.0.0.1:0"},  # a port of its own: tests run side by side
         **top,
         "folders": [{**folder_paths(root, f["name"]), "settle": 0.2, **f} for f in folders],
     }

@@ -733,6 +733,7 @@ def test_describe_is_json_with_every_folder_resolved(tmp_path: Path) -> None:
     cfg = load(tmp_path, PRESETS + folder("preset: square"))
     shown = json.loads(json.dumps(describe(cfg, {})))
     assert set(shown) == {"config", "state_dir", "folders", "notify", *SECTIONS}
+    assert "http" in SECTIONS
     assert {"api", "retry", "log"} <= set(SECTIONS)
     f = shown["folders"][0]
     assert f["inbox"] == str(tmp_path / "in")

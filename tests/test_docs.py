@@ -84,7 +84,7 @@ def examples() -> dict[str, Any]:
     return {
         "example": yaml.safe_load(bundled.read(bundled.EXAMPLE)),
         "readme": yaml.safe_load(re.findall(r"```yaml\n(.*?)```", readme, re.S)[0]),
-        "demo": yaml.safe_load(DEMO_CONFIG.format(base_url="http://127.0.0.1:9")),
+        "demo": yaml.safe_load(DEMO_CONFIG.format(base_url="http://127.0.0.1:9", port=8750)),
     }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from watchd import __version__, logs
@@ -197,6 +198,11 @@ def status(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
     )
     if data["paused"]:
         out.print(f"[bold red]submissions PAUSED:[/] {data['paused']}")
+    for name, note in data["paused_folders"].items():
+        why = escape(str(note.get("reason") or ""))
+        out.print(f"[bold yellow]folder {name} PAUSED:[/] {why} (`watchd resume {name}`)")
+    if data["dashboard"]:
+        out.print(f"dashboard: {data['dashboard']}" + ("" if daemon["running"] else " (when run)"))
     # Only the states that hold jobs, so the table fits a terminal (or a pipe's 80 columns).
     order = [
         "waiting",
@@ -418,17 +424,23 @@ def process(
     default=None,
     help="Make the workspace here (default: a new temporary folder).",
 )
-def demo(clean: bool, workdir: Path | None) -> None:
+@click.option("--serve", is_flag=True, help="Keep the demo and its dashboard up until Ctrl-C.")
+def demo(clean: bool, workdir: Path | None, serve: bool) -> None:
     """Offline end-to-end demo: simulator + daemon + sample images, no key, no network.
+
+    It prints the dashboard's address while it runs.
 
     \b
     Example:
       watchd demo --clean
+      watchd demo --serve       # then open the printed http://127.0.0.1:8750/
     """
     from watchd.demo import run_demo
 
-    sys.exit(run_demo(out, err, keep=not clean, workdir=workdir))
+    sys.exit(run_demo(out, err, keep=not clean, workdir=workdir, serve=serve))
 
+
+from watchd import pause_commands  # noqa: E402, F401 (`watchd pause`, `resume`: uses the above)
 
 # Commands of their own modules; `watchd config validate` is `watchd check`.
 cli.add_command(config_commands)

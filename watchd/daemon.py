@@ -33,6 +33,8 @@ from watchd.sdnotify import Notifier
 from watchd.settle import SettleTracker, Stat
 from watchd.spend import Block, Caps, SpendCounter, timezone_of
 from watchd.watch import Watcher, WatchSpec
+from watchd.web.live import LiveState
+from watchd.web.server import start_dashboard
 
 INTAKE_WORKERS = 2
 INTAKE_CHUNK = 64  # settled files checked per worker-thread hand-off
@@ -147,6 +149,13 @@ class Daemon:
         )
         self.next_tick = 0.0
         self.last_status = 0.0
+        self.learned_at = float("-inf")
+        # The dashboard: in this loop, reading the ledger through its own connection, and
+        # writing only through `_write` (the same transitions the CLI uses).
+        self.live = LiveState(started=self.clock.mono(), qps=cfg.api.qps)
+        self.dashboard = await start_dashboard(
+            cfg, ledger, self.live, self._write, self.log, self.clock
+        )
         self.watcher = Watcher(
             clock=self.clock.mono,
             on_hint=lambda folder, path: loop.call_soon_threadsafe(self._hint, folder, path),
@@ -183,6 +192,8 @@ class Daemon:
                 w.cancel()
             await self.engine.drain(self._grace())
             await self.engine.aclose()
+            if self.dashboard is not None:
+                await self.dashboard.stop()
             ledger.touch_clock()
             self.alerts.stop()
             ledger.close()
@@ -234,6 +245,7 @@ class Daemon:
             return None
         self.alerts.account_pause(self.engine.paused)
         self.alerts.tick(wall, mono, self.alert_view)
+        self._update_live(mono)
         if mono - self.last_status >= STATUS_EVERY:
             self.last_status = mono
             self._watch_folder_pauses()
@@ -246,6 +258,27 @@ class Daemon:
             # Ping at a third of WATCHDOG_USEC (the interval is half): margin for a slow turn.
             sleep = min(sleep, self.notifier.watchdog_interval * 2 / 3)
         return 0.0 if self.hints else sleep
+
+    # -- the dashboard's view of the running daemon ------------------------------------
+
+    def _update_live(self, mono: float) -> None:
+        live, budget = self.live, self.engine.budget
+        live.beat(mono)  # /healthz: unhealthy when this loop stops turning
+        live.qps, live.budget_rate, live.rate_limited = budget.qps, budget.rate, budget.rate_limited
+        live.auth_pause = self.engine.paused
+        blocked = [b.text(self.spend.tz) for b in self.cap_blocks.values()]
+        live.caps = {"paused": " | ".join(blocked)} if blocked else {}
+        if mono - self.learned_at >= 1.0:
+            self.learned_at = mono
+            model = self.engine.model
+            learned = {f: model.quantile(f, 0.95) for f in self.engine.folders}
+            live.learned = {f: s for f, s in learned.items() if s is not None}
+
+    def _write(self, fn: Callable[[Ledger], Any]) -> Any:
+        """The dashboard's mutations (retry, pause), on our ledger, in this loop."""
+        result = fn(self.engine.ledger)
+        self.engine.wake.set()
+        return result
 
     # -- spending caps and pauses, as the operator sees them --------------------------
 
@@ -399,6 +432,8 @@ class Daemon:
         self.spend.set_caps(Caps.from_config(cfg), timezone_of(cfg), wall)
         self._lift_cap_blocks(wall)  # a raised cap resumes at once
         self.alerts.set_targets(cfg.notify)
+        if self.dashboard is not None:
+            self.dashboard.apply_config(cfg)
         key = load_api_key(cfg, self.env)
         if key:
             logs.add_secret(key)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -37,6 +38,7 @@ api:
   poll_interval: 0.5
 state_dir: state
 log: {{format: console, level: warning}}
+http: {{listen: "127.0.0.1:{port}"}}
 presets:
   banner:
     expand: {{top: 0.1, bottom: 0.1, left: 0.5, right: 0.5}}
@@ -91,13 +93,30 @@ def _drop(path: Path, size: tuple[int, int]) -> None:
     os.replace(tmp, path)  # appear complete, as a careful copier does
 
 
-def run_demo(out: Console, err: Console, *, keep: bool = True, workdir: Path | None = None) -> int:
+def _free_port(preferred: int = 8750) -> int:
+    """The dashboard's usual port if it is free, else one the kernel picks when it binds."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", preferred))
+        except OSError:
+            return 0
+    return preferred
+
+
+def run_demo(
+    out: Console,
+    err: Console,
+    *,
+    keep: bool = True,
+    workdir: Path | None = None,
+    serve: bool = False,
+) -> int:
     workspace = Path(workdir or tempfile.mkdtemp(prefix="watchd-demo-")).absolute()
     workspace.mkdir(parents=True, exist_ok=True)
     sim = Simulator(SimConfig(qps=4, processing_time=(0.5, 1.5), offset_px=2, seed=7)).start()
     try:
         config_path = workspace / "watchd.yaml"
-        config_path.write_text(CONFIG.format(base_url=sim.base_url))
+        config_path.write_text(CONFIG.format(base_url=sim.base_url, port=_free_port()))
         for folder, *_ in SAMPLES:
             (workspace / folder / "inbox").mkdir(parents=True, exist_ok=True)
         for folder, name, size, later in SAMPLES:
@@ -117,16 +136,30 @@ def run_demo(out: Console, err: Console, *, keep: bool = True, workdir: Path | N
         threading.Thread(target=drop_later, daemon=True).start()
         clock = SystemClock()
         deadline = clock.mono() + DEMO_TIMEOUT
+        said: set[str] = set()
+        outcome: list[bool] = []
 
         def finished(ledger: Ledger) -> bool:
+            dashboard = getattr(daemon, "dashboard", None)
+            url = dashboard.url if dashboard is not None else None
+            if url and "url" not in said:
+                said.add("url")
+                err.print(f"[bold]dashboard:[/] {url}")
             rows = list(ledger.db.query("select state from jobs"))
             complete = len(rows) >= len(SAMPLES) and all(r["state"] in TERMINAL for r in rows)
+            if serve:  # until Ctrl-C: the results now, the dashboard on
+                if complete and "done" not in said:
+                    said.add("done")
+                    outcome.append(_report(out, workspace, sim))
+                    err.print(f"[bold]the dashboard stays up at {url}[/] (Ctrl-C ends the demo)")
+                return False
             return complete or clock.mono() > deadline
 
         env = dict(os.environ, WATCHD_API_KEY="demo-key-not-secret")
         env.pop("NOTIFY_SOCKET", None)
-        asyncio.run(Daemon(config_path, env=env, until=finished).run())
-        ok = _report(out, workspace, sim)
+        daemon = Daemon(config_path, env=env, until=finished)
+        asyncio.run(daemon.run())
+        ok = outcome[0] if outcome else _report(out, workspace, sim)
     finally:
         sim.stop()
         if not keep:

@@ -259,7 +259,8 @@ class Engine:
         """The oldest due waiting job of each configured folder that is neither paused nor
         held by a spending cap (an index walk each, so a backlog of 50,000 costs no more
         than one of 5)."""
-        paused = self.ledger.paused_folders()
+        # A paused folder's files wait; `watchd process` names its files itself.
+        paused = self.ledger.paused_folders() if self.only is None else {}
         out = []
         for folder in self.folders:
             if folder in paused or self.requests.gate(folder) is not None:

@@ -72,6 +72,8 @@ def status(cfg: Config, ledger: Ledger | None, now: float) -> dict[str, Any]:
         "state_dir": str(cfg.state_dir),
         "folders": folders,
         "paused": None,
+        "paused_folders": {},
+        "dashboard": cfg.http.url(),
         "recent_failures": [],
         "last_hour": {"tasks_done": 0, "tasks_per_minute": 0.0, "requests_per_task": None},
         "lone_masks": lone_masks(cfg),
@@ -82,6 +84,7 @@ def status(cfg: Config, ledger: Ledger | None, now: float) -> dict[str, Any]:
     for folder, counts in ledger.counts().items():
         folders.setdefault(folder, {}).update(counts)
     out["paused"] = ledger.get_meta("paused")
+    out["paused_folders"] = ledger.paused_folders()
     failures = ledger.db.query(
         "select * from jobs where state = 'failed' order by finished_at desc limit ?",
         [RECENT_FAILURES],

@@ -10,6 +10,7 @@ and a crash at any point leaves either a failed job or a file in the inbox.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from pathlib import Path
 
@@ -41,18 +42,36 @@ def requeue(cfg: Config, ledger: Ledger, job_id: int) -> Path:
     inbox = Path(folder.inbox)
     if src.parent == inbox and os.path.lexists(src):
         return src  # already back (a second `retry`)
+    back = _put_back_at(ledger, job_id)
+    if back is not None and os.path.lexists(back):
+        return back  # already back, and intake has not taken it yet
     if not os.path.lexists(src):
         raise RequeueError(f"job {job_id}: its original is no longer at {src}")
     if not inbox.is_dir():
         raise RequeueError(f"inbox {inbox} of folder {folder.name!r} is missing")
-    dest = outbox.free_name(inbox, src.name)
+    # The destination is noted first, so intake knows the file it will find there was put
+    # back by a retry; the moves never replace a file that appeared in the inbox meanwhile.
+    dest = outbox.plan_destination(inbox, src.name)
+    ledger.note(job_id, "retry_requested", {"by": "watchd retry", "path": str(dest)})
     mask = job["mask_path"]
     if mask and Path(mask).parent == src.parent and os.path.lexists(mask):
-        os.rename(mask, outbox.free_name(inbox, Path(mask).name))
-    os.rename(src, dest)
+        outbox.move_original(Path(mask), inbox)
+    try:
+        outbox.move_original_to(src, dest)
+    except FileExistsError:  # taken in between: the next free name, noted again
+        dest = outbox.move_original(src, inbox)
+        ledger.note(job_id, "retry_requested", {"by": "watchd retry", "path": str(dest)})
     with contextlib.suppress(FileNotFoundError):
         os.unlink(outbox.error_json_path(src))
-    # Only a note: intake finds the file back in the inbox, by its content, and requeues
-    # the job through the lifecycle table (a finished task is asked again first).
-    ledger.note(job_id, "retry_requested", {"by": "watchd retry", "path": str(dest)})
+    # Only notes: intake finds the file back in the inbox, by its content, and requeues the
+    # job through the lifecycle table (a finished task is asked again first).
     return dest
+
+
+def _put_back_at(ledger: Ledger, job_id: int) -> Path | None:
+    """Where the last `retry` put the original (the note it left), if anywhere."""
+    for event in reversed(ledger.events_of(job_id)):
+        if event["event"] == "retry_requested" and event["detail"]:
+            path = json.loads(event["detail"]).get("path")
+            return Path(path) if path else None
+    return None

@@ -35,6 +35,7 @@ from watchd import spend
 from watchd.notifications import NotifyTarget
 from watchd.outbox import TemplateError, render_name
 from watchd.params import Expand, ImageParams, Settings
+from watchd.web.config import HttpConfig
 
 __all__ = [
     "MERGED_MAPS",
@@ -368,6 +369,7 @@ class Config(Settings):
         description="Named maps of folder keys; a folder picks one with preset: NAME.",
     )
     folders: tuple[FolderConfig, ...] = Field(description="The watched folders.")
+    http: HttpConfig = Field(default_factory=HttpConfig, description="The dashboard.")
     notify: tuple[NotifyTarget, ...] = Field(
         (), description="Where to send notifications: a list of {url | url_file, on: [...]}."
     )
