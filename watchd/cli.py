@@ -348,7 +348,7 @@ def retry(
     try:
         ids = list(job_ids)
         if all_failed:
-            ids += [r["id"] for r in ledger.in_state("failed", folder=folder)]  # type: ignore[arg-type]
+            ids += [r["id"] for r in ledger.in_state("failed", folder=folder)]
         if not ids:
             click.echo("no failed jobs to retry", err=True)
             return

@@ -184,7 +184,9 @@ def _section(value: Any, name: str, base: Path, issues: Issues) -> Any:
         if isinstance(item, dict):
             _resolve_paths(item, model, join(name, i) if listed else name, base, issues)
     try:
-        return TypeAdapter(info.annotation).validate_python(value if listed else value[0])
+        return TypeAdapter(info.annotation).validate_python(  # type: ignore[arg-type]
+            value if listed else value[0]
+        )
     except ValidationError as exc:
         for err in exc.errors():
             issues.add(loc_text(name, err["loc"]), message(model, err))
@@ -339,7 +341,8 @@ def _merge(layers: list[_Layer]) -> tuple[dict[str, Any], dict[str, str]]:
         for key, value in layer.data.items():
             prov[key] = join(layer.src, key)
             if key in MERGED_MAPS and isinstance(value, dict):
-                inherited = merged.get(key) if isinstance(merged.get(key), dict) else {}
+                got = merged.get(key)
+                inherited: dict[str, Any] = got if isinstance(got, dict) else {}
                 value = {k: v for k, v in (inherited | value).items() if v is not None}
             if value is None:  # `key: null` = back to the built-in default
                 merged.pop(key, None)
@@ -507,7 +510,7 @@ def describe(cfg: Config, env: Mapping[str, str] | None = None) -> dict[str, Any
         where = find_key(cfg.api.key_file, os.environ if env is None else env).where
     except KeyFileError as exc:
         where = f"missing: {exc}"
-    data = {"config": str(cfg.path)}
+    data: dict[str, Any] = {"config": str(cfg.path)}
     data |= cfg.model_dump(mode="json", exclude={"path", "presets", "folders", "notify"})
     data["api"]["key"] = where
     data["folders"] = [_describe_folder(f) for f in cfg.folders]

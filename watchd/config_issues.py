@@ -152,7 +152,7 @@ def message(model: type[Settings], err: ErrorDetails) -> str:
     if kind == "value_error":
         rule = str(err.get("ctx", {}).get("error", err["msg"]))
     elif kind in _RANGES and (owner := _model_at(model, loc[:-1])):
-        rule = f"must be {bounds(owner.model_fields[loc[-1]])}"
+        rule = f"must be {bounds(owner.model_fields[str(loc[-1])])}"
     else:
         rule = _RULES.get(kind, err["msg"])
     return rule if isinstance(value, dict) else f"{rule} ({got})"

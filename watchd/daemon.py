@@ -103,6 +103,7 @@ class Daemon:
         self.log = logs.get_logger()
         self.hints: deque[tuple[str, Path]] = deque()
         self.trackers: dict[str, SettleTracker] = {}
+        self.reload_error: str | None = None
         self.intake_queue: asyncio.Queue[tuple[str, Path]] = asyncio.Queue()
         self.queued: set[tuple[str, Path]] = set()
         self.problems_seen: set[tuple[str, str]] = set()
@@ -158,10 +159,8 @@ class Daemon:
         )
         self.watcher = Watcher(
             clock=self.clock.mono,
-            on_hint=lambda folder, path: loop.call_soon_threadsafe(self._hint, folder, path),
-            on_problem=lambda folder, kind, msg: loop.call_soon_threadsafe(
-                self._problem, folder, kind, msg
-            ),
+            on_hint=lambda folder, path: _post(loop, self._hint, folder, path),
+            on_problem=lambda folder, kind, msg: _post(loop, self._problem, folder, kind, msg),
         )
         for sig, flag in (
             (signal.SIGTERM, "stop"),
@@ -336,12 +335,12 @@ class Daemon:
     def _settle(self, now: float) -> None:
         for folder, tracker in list(self.trackers.items()):
             for path in tracker.due(now):
+                assert isinstance(path, Path)
                 if tracker.confirm(path, _stat(path), now):
                     self._settled(folder, path)
 
     def _next_settle(self, now: float) -> float:
-        times = [t.next_deadline() for t in self.trackers.values()]
-        times = [t for t in times if t is not None]
+        times = [t for tr in self.trackers.values() if (t := tr.next_deadline()) is not None]
         return max(0.0, min(times) - now) if times else STATUS_EVERY
 
     def _settled(self, folder: str, path: Path) -> None:
@@ -503,7 +502,7 @@ class Daemon:
             line += f" | folder {folder} paused"
         for block in self.cap_blocks.values():
             line += " | " + block.text(self.spend.tz)
-        if getattr(self, "reload_error", None):
+        if self.reload_error:
             line += " | " + self.reload_error
         return line
 
@@ -514,3 +513,8 @@ def _stat(path: Path) -> Stat | None:
     except OSError:
         return None
     return Stat(st.st_size, st.st_mtime_ns)
+
+
+def _post(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
+    """Hand a watcher thread's report to the loop (the only thread that acts on it)."""
+    loop.call_soon_threadsafe(fn, *args)

@@ -145,7 +145,7 @@ def _rows(
     path: str, model: dict[str, Any], defs: dict[str, Any]
 ) -> list[tuple[str, dict[str, Any]]]:
     """(key path, schema) of every key of a model's schema, maps of keys walked into."""
-    rows = []
+    rows: list[tuple[str, dict[str, Any]]] = []
     for key, prop in model["properties"].items():
         inner = _model(prop, defs)
         rows += _rows(f"{path}.{key}", inner, defs) if inner else [(f"{path}.{key}", prop)]

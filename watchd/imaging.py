@@ -137,7 +137,7 @@ def finish_result(
     with img:
         fmt = _upload_format(img)
         icc = img.info.get("icc_profile")
-        shaped = img
+        shaped: Image.Image = img
         if aspect is not None:
             box = finish_box(img.width, img.height, aspect)
             if box != (0, 0, img.width, img.height):

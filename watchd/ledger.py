@@ -48,7 +48,7 @@ UNFINISHED = tuple(s for s in State if s not in TERMINAL)
 
 @migrations()
 def m001_jobs_events_meta(db: Database) -> None:
-    db["jobs"].create(
+    db.table("jobs").create(
         {
             "id": int,
             "folder": str,
@@ -92,11 +92,11 @@ def m001_jobs_events_meta(db: Database) -> None:
         not_null={"folder", "key", "path", "name", "state"},
         defaults={"attempts": 0, "ambiguous": 0, "requests": 0, "polls": 0, "keep_original": 0},
     )
-    db["jobs"].create_index(["key"], unique=True)
-    db["jobs"].create_index(["state", "not_before"])
-    db["jobs"].create_index(["state", "next_poll_at"])
-    db["jobs"].create_index(["folder", "path"])
-    db["events"].create(
+    db.table("jobs").create_index(["key"], unique=True)
+    db.table("jobs").create_index(["state", "not_before"])
+    db.table("jobs").create_index(["state", "next_poll_at"])
+    db.table("jobs").create_index(["folder", "path"])
+    db.table("events").create(
         {
             "id": int,
             "job_id": int,
@@ -109,9 +109,9 @@ def m001_jobs_events_meta(db: Database) -> None:
         pk="id",
         foreign_keys=[("job_id", "jobs", "id")],
     )
-    db["events"].create_index(["job_id"])
-    db["events"].create_index(["at"])
-    db["meta"].create({"key": str, "value": str}, pk="key")
+    db.table("events").create_index(["job_id"])
+    db.table("events").create_index(["at"])
+    db.table("meta").create({"key": str, "value": str}, pk="key")
 
 
 @migrations()
@@ -119,21 +119,21 @@ def m002_jobs_polled_at_download_tries(db: Database) -> None:
     """polled_at: when the current task was last polled (eager polling waits
     `poll_interval` from the last poll, not from the create); download_tries: failed
     attempts to save the current result (bounded by retry.max_attempts)."""
-    db["jobs"].add_column("polled_at", float)
-    db["jobs"].add_column("download_tries", int, not_null_default=0)
+    db.table("jobs").add_column("polled_at", float)
+    db.table("jobs").add_column("download_tries", int, not_null_default=0)
 
 
 @migrations()
 def m003_index_waiting_by_folder(db: Database) -> None:
     """The scheduler asks for the oldest waiting job of each folder on every decision."""
-    db["jobs"].create_index(["state", "folder", "id"])
+    db.table("jobs").create_index(["state", "folder", "id"])
 
 
 @migrations()
 def m004_jobs_task_seconds(db: Database) -> None:
     """How long the task took, as learned (the API's timestamps, or between two polls).
     `processed_at - submitted_at` is only an upper bound once first polls are deferred."""
-    db["jobs"].add_column("task_seconds", float)
+    db.table("jobs").add_column("task_seconds", float)
 
 
 @migrations()
@@ -146,7 +146,7 @@ def m005_one_clock_and_table_driven_bookkeeping(db: Database) -> None:
     destination; `cause` is why the next create would be a second one. Old backoffs are
     dropped: every unfinished job is simply due at once.
     Images waiting for a sidecar mask get a table, so their deadlines survive restarts."""
-    jobs = db["jobs"]
+    jobs = db.table("jobs")
     for name, kind in (
         ("due", float),
         ("deadline", float),
@@ -165,7 +165,7 @@ def m005_one_clock_and_table_driven_bookkeeping(db: Database) -> None:
     for old in ("not_before", "next_poll_at", "download_tries", "polled_at"):
         db.execute(f"alter table jobs drop column [{old}]")
     jobs.create_index(["state", "due"])
-    db["mask_waits"].create(
+    db.table("mask_waits").create(
         {"folder": str, "path": str, "due": float, "created_at": float},
         pk=("folder", "path"),
     )
@@ -465,7 +465,7 @@ class Ledger:
         since: float | None = None,
         limit: int | None = None,
     ) -> list[Row]:
-        sql, args = "select * from jobs where 1=1", []
+        sql, args = "select * from jobs where 1=1", list[Any]()
         if state:
             sql += " and state = ?"
             args.append(state)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -47,7 +48,7 @@ def secrets() -> frozenset[str]:
     return frozenset(_secrets)
 
 
-def redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     if not _secrets:
         return event
     for key, value in list(event.items()):
@@ -56,7 +57,7 @@ def redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def printable(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def printable(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Every string in the event safe to encode as UTF-8 (names that are not UTF-8 escaped)."""
     return {key: displayable(value) for key, value in event.items()}
 

@@ -18,9 +18,9 @@ def preview(folder: FolderConfig, width: int, height: int) -> str:
         except TargetUnreachable as exc:
             return f"not sent: {exc.reason}"
     else:
-        r = folder.expand
-        assert r is not None
-    w, h = expanded_size(width, height, r)  # type: ignore[arg-type]
+        assert folder.expand is not None
+        r = folder.expand  # type: ignore[assignment]
+    w, h = expanded_size(width, height, r)
     text = (
         f"top {r.top:.3f}, bottom {r.bottom:.3f}, left {r.left:.3f}, right {r.right:.3f} → {w}×{h}"
     )
