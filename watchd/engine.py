@@ -263,9 +263,11 @@ class Engine:
         paused = self.ledger.paused_folders() if self.only is None else {}
         out = []
         for folder in self.folders:
-            if folder in paused or self.requests.gate(folder) is not None:
+            if folder in paused:
                 continue
             rows = self.ledger.oldest_waiting(folder, now, exclude=self.busy, only=self.only)
+            if rows and self.requests.gate(folder) is not None:
+                continue  # a cap holds it (asked only when a create would go)
             out += [Candidate(r["id"], folder) for r in rows]
         return out
 
