@@ -76,7 +76,16 @@ class Requests:
         if job is None or job["state"] != State.WAITING:
             return
         log = ctx.job_log(job)
+        # Counted in flight from now until `submit` is committed (or the create is dropped):
+        # creates reading their file or waiting for a send slot must not exceed max_in_flight.
         self.preparing.add(job_id)
+        try:
+            await self._create(job, log)
+        finally:
+            self.preparing.discard(job_id)
+
+    async def _create(self, job: dict[str, Any], log: Any) -> None:
+        ctx, job_id = self.ctx, job["id"]
         try:
             payload = await ctx.offload(upload_payload, job, decode(job, "post") or {})
         except FileNotFoundError:
@@ -90,8 +99,6 @@ class Requests:
             log.info("file changed after it was checked; it will be taken again as new content")
             self.on_changed(job["folder"], Path(job["path"]))
             return
-        finally:
-            self.preparing.discard(job_id)
         request = CreateRequest(
             image=payload.image,
             image_name=job["name"],
@@ -117,6 +124,7 @@ class Requests:
                 started=now,
                 deadline=now + ctx.cfg.api.task_timeout,
             )
+        self.preparing.discard(job_id)  # counted as submitting in the ledger from here
         job = {**fresh, **step.fields}
         await self._slot()
         try:
