@@ -14,7 +14,7 @@ from PIL import Image
 
 from tests.e2e import drop
 from tests.web import close_world, csrf_of, make_world
-from watchd import logs
+from watchd import __version__, logs
 from watchd.lifecycle import Event
 
 
@@ -38,6 +38,7 @@ def test_overview_shows_each_folder_with_counts_in_flight_last_result_and_budget
         page = http.get("/")
     assert page.status_code == 200
     text = page.text
+    assert f"watchd {__version__}" in text  # the footer says which watchd this is
     for folder in ("products", "banners"):
         assert f'data-folder="{folder}"' in text
     products = text[text.index('data-folder="products"') : text.index('data-folder="banners"')]

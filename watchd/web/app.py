@@ -34,7 +34,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from watchd import logs
+from watchd import __version__, logs
 from watchd.clock import Clock
 from watchd.config import Config
 from watchd.ledger import Ledger
@@ -109,6 +109,7 @@ _env = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+_env.globals["version"] = __version__  # the footer: which watchd this is
 _env.filters.update(
     ago=views.ago,
     clock=views.clock_time,
