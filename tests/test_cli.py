@@ -407,6 +407,25 @@ def sim() -> Iterator[Simulator]:
         yield s
 
 
+def test_process_keeps_to_the_spending_cap_and_ends(tmp_path: Path, sim: Simulator) -> None:
+    """A one-shot run spends the same account: at the cap it sends nothing more, says why,
+    and ends instead of waiting for midnight."""
+    path = config(tmp_path, base_url=sim.base_url, max_creates_per_day=1, timezone="UTC")
+    shots = tmp_path / "shots"
+    drop(shots / "one.png", seed=1)
+    drop(shots / "two.png", seed=2)
+
+    capped = watchd_process(
+        "process", str(shots / "one.png"), str(shots / "two.png"), "--folder", "products",
+        "-c", str(path),
+    )  # fmt: skip
+
+    assert capped.returncode == 1, capped.stderr
+    assert sim.stats["tasks_created"] == 1
+    assert "api.max_creates_per_day reached" in capped.stdout, capped.stdout
+    assert len(files(tmp_path / "products/outbox")) == 1
+
+
 def test_process_writes_results_leaves_the_files_and_fails_on_a_bad_one(
     tmp_path: Path, sim: Simulator
 ) -> None:
@@ -490,3 +509,14 @@ def test_help_prints_the_example(name: str, watchd: Any) -> None:
 
     assert result.returncode == 0
     assert "Example:" in result.stdout and f"watchd {name}" in result.stdout
+
+
+def test_status_and_jobs_never_write_the_ledger(cfg: Path, watchd: Any) -> None:
+    """The views open the ledger read-only: a file nobody may write is still readable."""
+    db = cfg.parent / "state" / "watchd.db"
+    Ledger.open(db).close()
+    before = db.read_bytes()
+    stamp = db.stat().st_mtime_ns
+    assert watchd("status", "--json", "-c", str(cfg)).returncode == 0
+    assert watchd("jobs", "--json", "-c", str(cfg)).returncode == 0
+    assert db.read_bytes() == before and db.stat().st_mtime_ns == stamp

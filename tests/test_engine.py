@@ -228,6 +228,30 @@ def test_a_failing_move_is_retried_with_backoff_then_given_up_with_the_reason(ro
     assert "gave up moving the original" in job["error_reason"]
 
 
+def test_a_failed_original_that_could_not_be_moved_is_not_paid_for_again(root) -> None:
+    """failed/ unusable: the job gives up with the original left in the inbox. A rescan
+    must not take it for a new drop (it did: a create every 300 s, without end)."""
+    world = World(root, seed=22)
+    world.api.faults.task_permanent = 1.0
+    failed_dir = world.root / "f/failed"
+
+    async def scenario(w: World) -> None:
+        failed_dir.rmdir()
+        failed_dir.write_text("a file where failed/ should be")
+        w.drop("x.png")
+        await w.settle()
+        for _ in range(5):  # five more rescans, far apart
+            w.clock.advance(300)
+            await w.scan()
+            await w.run(3)
+
+    play(world, scenario)
+    job = world.jobs()[0]
+    assert job["state"] == "failed" and "gave up moving the original" in job["error_reason"]
+    assert (world.root / "f/inbox/x.png").exists()
+    assert sum(world.api.creates.values()) == 1
+
+
 # -- overwrites are new versions ----------------------------------------------------------
 
 

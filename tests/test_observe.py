@@ -49,3 +49,19 @@ def test_a_failing_observer_is_reported_once_and_harms_neither_the_job_nor_other
     assert good == ["recorded", "submit"]
     assert ledger.get(job)["state"] == "submitting"
     assert sum("observer" in entry["event"] for entry in logs) == 1
+
+
+def test_every_committed_transition_has_its_log_line() -> None:
+    from watchd.observe import log_transition
+
+    ledger = Ledger(Database(memory=True))
+    ledger.observers.add(log_transition)
+    with capture_logs(processors=[]) as logs:
+        job = ledger.add_job(_fields())
+        ledger.commit(job, Event.SUBMIT, {"attempt": 1})
+    lines = [e for e in logs if e["event"] == "transition"]
+    assert [(e["transition"], e["src"], e["dst"]) for e in lines] == [
+        ("recorded", None, "waiting"),
+        ("submit", "waiting", "submitting"),
+    ]
+    assert lines[1]["attempt"] == 1 and lines[1]["file"] == "1.png"

@@ -12,7 +12,7 @@ Two paces, both on monotonic seconds the caller passes in:
 
 Headroom: the rate sits under `api.qps` (HEADROOM) because a request that left on time can
 still reach the server late (a busy host, the network). Each 429 takes one more step of
-headroom (down to MIN_HEADROOM, where requests still flow at 90% of the QPS) and many
+headroom (down to MIN_HEADROOM, where requests still flow at 92% of the QPS) and many
 successes in a row give it back; AIMD on top: a 429 halves the rate for the whole daemon and
 blocks until Retry-After, successes raise it again slowly.
 

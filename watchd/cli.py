@@ -69,15 +69,16 @@ def _config(ctx: click.Context, path: str | None) -> Config:
     return cfg
 
 
-def _open_ledger(cfg: Config, *, create: bool = False) -> Any:
-    """The ledger, or None if nothing has run yet; a damaged file is one clear line."""
+def _open_ledger(cfg: Config, *, create: bool = False, readonly: bool = False) -> Any:
+    """The ledger, or None if nothing has run yet; a damaged file is one clear line.
+    `readonly`: for the views (status, jobs), which must never write it."""
     from watchd.ledger import Ledger, LedgerError
 
     path = cfg.state_dir / "watchd.db"
     if not path.exists() and not create:
         return None
     try:
-        return Ledger.open(path)
+        return Ledger.open(path, readonly=readonly)
     except LedgerError as exc:
         raise Fatal(str(exc)) from None
 
@@ -182,7 +183,7 @@ def status(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
     from watchd.spend import status_lines as spend_lines
 
     cfg = _config(ctx, config_path)
-    ledger = _open_ledger(cfg)
+    ledger = _open_ledger(cfg, readonly=True)
     try:
         data = build(cfg, ledger, _now())
     finally:
@@ -282,7 +283,7 @@ def jobs(
         since_ts = parse_since(since, _now()) if since else None
     except ValueError as exc:
         raise Fatal(str(exc)) from None
-    ledger = _open_ledger(cfg)
+    ledger = _open_ledger(cfg, readonly=True)
     rows = ledger.jobs(state=state, folder=folder, since=since_ts, limit=limit) if ledger else []
     views = [job_view(r, _now()) for r in rows]
     if as_json:

@@ -6,7 +6,7 @@ Two kinds of time, never mixed:
 - `mono()`: seconds that only move forward, for every timeout, deadline, backoff and pacing.
   A wall step of an hour changes no job's fate because no decision reads the wall.
 
-Deadlines kept in the ledger are in the ledger's own monotonic domain (see `LedgerTime` in
+Deadlines kept in the ledger are in the ledger's own monotonic domain (see `LedgerClock` in
 ledger.py): CLOCK_MONOTONIC is shared by every process of one boot, so a restart keeps them;
 across a reboot the ledger shifts them so that they keep their remaining time.
 

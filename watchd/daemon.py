@@ -234,8 +234,8 @@ class Daemon:
             self.flags.reload = False
             self._reload()
         wall, mono = self.clock.wall(), self.clock.mono()
-        self._drain_hints(wall)
-        self._settle(wall)
+        self._drain_hints(mono)  # quiet periods are timeouts: monotonic, never the wall
+        self._settle(mono)
         if mono >= self.next_tick:
             self.next_tick = mono + self.watcher.tick(mono)
             self._check_key_change()
@@ -252,7 +252,7 @@ class Daemon:
             self.notifier.status(self._status_line())
             self.engine.ledger.touch_clock()
         self.notifier.watchdog()
-        sleep = min(max(0.0, self.next_tick - mono), self._next_settle(wall))
+        sleep = min(max(0.0, self.next_tick - mono), self._next_settle(mono))
         if self.notifier.watchdog_interval:
             # Ping at a third of WATCHDOG_USEC (the interval is half): margin for a slow turn.
             sleep = min(sleep, self.notifier.watchdog_interval * 2 / 3)
@@ -385,7 +385,7 @@ class Daemon:
                 folder=folder,
                 file=path.name,
             )
-            self.trackers[folder].seen(path, _stat(path), self.clock.wall())
+            self.trackers[folder].seen(path, _stat(path), self.clock.mono())
 
     # -- reload, key, status ------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from watchd.intake import Outcome
 from watchd.ledger import Ledger
 from watchd.lifecycle import ACTIVE, State, Work
 from watchd.logs import get_logger
+from watchd.observe import log_transition
 from watchd.runtime.context import Context, Offload
 from watchd.runtime.context import policy_for as retry_policy_for
 from watchd.runtime.intake import Intake
@@ -74,6 +75,7 @@ class Engine:
             log=self.log,
         )
         self.on_changed = on_changed or (lambda folder, path: None)
+        ledger.observers.add(log_transition)  # one line for every committed transition
         self.model = DurationModel()
         for folder, seconds in reversed(ledger.durations()):
             self.model.observe(folder, seconds)

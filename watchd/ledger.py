@@ -243,7 +243,10 @@ class Ledger:
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=30000")
             if readonly:
-                return cls._view(Database(conn), clock)
+                view = cls._view(Database(conn), clock)
+                if view is None:  # an older schema: this open may migrate it after all
+                    return cls.open(path, clock)
+                return view
             return cls(Database(conn), clock)
         except sqlite3.DatabaseError as exc:
             raise LedgerError(path, exc) from None
@@ -251,15 +254,23 @@ class Ledger:
             raise LedgerError(path, exc) from None
 
     @classmethod
-    def _view(cls, db: Database, clock: Clock | None) -> Ledger:
-        """A read-only ledger: no migrations, no anchor written."""
+    def _view(cls, db: Database, clock: Clock | None) -> Ledger | None:
+        """A read-only ledger: no migrations, no anchor written; None for a ledger of an
+        older schema (its reader needs the newer columns)."""
         self = cls.__new__(cls)
         self.db = db
         db.conn.row_factory = _row_factory
         self.observers = Observers()
         self._unsent = []
         db.execute("select count(*) from jobs").fetchone()  # a broken file fails here
-        self.clock = LedgerClock(clock or SystemClock(), 0.0)
+        if migrations.pending(db):
+            db.conn.close()
+            return None
+        saved = self.get_meta(_CLOCK_META)
+        note = json.loads(saved) if saved else {}
+        clock = clock or SystemClock()
+        same_boot = note.get("boot") == clock.boot_id()
+        self.clock = LedgerClock(clock, float(note.get("offset", 0.0)) if same_boot else 0.0)
         return self
 
     def close(self) -> None:

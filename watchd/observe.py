@@ -90,3 +90,18 @@ class Observers:
                         observer=getattr(observer, "__qualname__", repr(observer)),
                         error=repr(exc),
                     )
+
+
+def log_transition(t: Transition) -> None:
+    """The canonical log line of every committed change of a job (debug level: the rooms log
+    what an operator reads at info, with the outcome's own details)."""
+    structlog.get_logger().debug(
+        "transition",
+        job=t.job_id,
+        folder=t.folder,
+        file=t.name,
+        transition=t.event,
+        src=t.src,
+        dst=t.dst,
+        **{k: v for k, v in t.detail.items() if k not in ("job", "folder", "file", "event")},
+    )

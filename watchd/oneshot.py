@@ -22,6 +22,7 @@ from watchd.intake import NeedsMask, Rejected, prepare
 from watchd.ledger import Ledger, decode
 from watchd.lifecycle import TERMINAL
 from watchd.lock import StateLock
+from watchd.spend import Caps, SpendCounter, timezone_of
 
 
 async def process_files(
@@ -35,7 +36,16 @@ async def process_files(
         )
     with StateLock(cfg.state_dir):
         ledger = Ledger.open(cfg.state_dir / "watchd.db")
-        engine = Engine(cfg, ledger, make_client(cfg, key))
+        # The spending caps hold here too: a one-shot run spends the same account.
+        tz = timezone_of(cfg)
+        spend = SpendCounter(ledger.db.conn, Caps.from_config(cfg), tz, ledger.clock.wall())
+        ledger.observers.add(spend)
+
+        def gate(folder: str) -> str | None:
+            block = spend.block(folder, ledger.clock.wall())
+            return None if block is None else block.text(tz)
+
+        engine = Engine(cfg, ledger, make_client(cfg, key), gate=gate)
         engine.only = set()
         ids: dict[Path, int | None] = {}
         try:
@@ -61,7 +71,12 @@ async def process_files(
                 def finished() -> bool:
                     n = sum(1 for i in engine.only or () if _terminal(ledger, i))
                     progress.update(bar, completed=n + unreadable)
-                    return n == len(engine.only or ())
+                    if n == len(engine.only or ()):
+                        return True
+                    # A spending cap holds the rest: they stay waiting, and the run ends.
+                    rest = [ledger.get(i) for i in engine.only or () if not _terminal(ledger, i)]
+                    held = gate(folder_name) is not None
+                    return held and all(r is not None and r["state"] == "waiting" for r in rest)
 
                 # The daemon's own loop in burst mode: it ends when these jobs have.
                 await engine.run(until=finished)
@@ -69,8 +84,11 @@ async def process_files(
         finally:
             await engine.aclose()
         results = []
+        held = gate(folder_name)
         for path, job_id in ids.items():
             row = ledger.get(job_id) if job_id is not None else None
+            if row is not None and row["state"] == "waiting" and held:
+                row = {**row, "error_reason": f"not sent: {held}"}
             outputs = [o["path"] for o in (decode(row, "outputs") or [])] if row else []
             results.append(
                 {

@@ -438,7 +438,7 @@ class SpendCounter:
         with ledger.atomic():
             block = counter.block(folder, clock.wall())
             if block is None:
-                ledger.transition(job_id, Event.SUBMIT, ...)
+                ledger.commit(job_id, Event.SUBMIT, ...)
 
     Only the daemon submits, and it submits through its own ledger, so the count it holds
     is exact; a restart seeds it again from the ledger.

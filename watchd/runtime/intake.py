@@ -141,6 +141,12 @@ class Intake:
         log = log.bind(job=job_id)
         if existing["path"] == path and state not in (State.FAILED, State.GONE):
             return job_id  # a repeated hint for a file already in work (or left in place)
+        if state == State.FAILED and existing["path"] == path and not _retry_asked(
+            ctx.ledger.events_of(job_id)
+        ):
+            # Failed, but its original could not be moved to failed/ (the reason says why): it
+            # stays where it is, and a rescan must not take it for a new drop and pay again.
+            return job_id
         if state == State.FAILED and self._seen_as_duplicate(job_id, path):
             # A copy that came while its job was in work shares that job's fate.
             if not keep_original:
@@ -179,8 +185,7 @@ class Intake:
         user wants them processed. A task that finished may still hold the result: ask it
         before paying for a new one."""
         ctx = self.ctx
-        events = ctx.ledger.events_of(job["id"])
-        by_retry = bool(events) and events[-1]["event"] == "retry_requested"
+        by_retry = _retry_asked(ctx.ledger.events_of(job["id"]))
         keep = {k: v for k, v in fields.items() if k not in ("folder", "key", "size", "sha256")}
         keep["cause"] = "retry" if by_retry else "requeue"
         keep.pop("mask_sha256", None)
@@ -286,6 +291,11 @@ def _check_one(folder: FolderConfig | None, path: Path, now: float) -> Outcome |
         return None
     except OSError as exc:
         return Unreadable(path, f"cannot read it: {exc.strerror or exc}")
+
+
+def _retry_asked(events: list[dict[str, Any]]) -> bool:
+    """`watchd retry` (or the dashboard's) was the last thing to happen to the job."""
+    return bool(events) and events[-1]["event"] == "retry_requested"
 
 
 def _detail(event: dict[str, Any]) -> dict[str, Any]:
