@@ -40,6 +40,8 @@ INTAKE_WORKERS = 2
 INTAKE_CHUNK = 64  # settled files checked per worker-thread hand-off
 STATUS_EVERY = 5.0
 PAUSE_REMINDER = 600.0  # seconds between reminders that submissions are paused on a 401
+IDLE_TURN = 30.0  # longest sleep of the daemon's own part of the loop with nothing to settle
+CLOCK_NOTE_EVERY = 60.0  # seconds between notes of how far the ledger's time has come
 SHUTDOWN_GRACE = 8.0  # seconds steps in flight get to finish on SIGTERM (async mode)
 SYNC_GRACE_MARGIN = 15.0  # sync mode: held creates get api.task_timeout plus this
 
@@ -151,6 +153,7 @@ class Daemon:
         self.next_tick = 0.0
         self.last_status = 0.0
         self.learned_at = float("-inf")
+        self.clock_noted = self.clock.mono()
         # The dashboard: in this loop, reading the ledger through its own connection, and
         # writing only through `_write` (the same transitions the CLI uses).
         self.live = LiveState(started=self.clock.mono(), qps=cfg.api.qps)
@@ -250,6 +253,8 @@ class Daemon:
             self._watch_folder_pauses()
             self._lift_cap_blocks(wall)
             self.notifier.status(self._status_line())
+        if mono - self.clock_noted >= CLOCK_NOTE_EVERY:
+            self.clock_noted = mono  # a write (and an fsync): not on every turn
             self.engine.ledger.touch_clock()
         self.notifier.watchdog()
         sleep = min(max(0.0, self.next_tick - mono), self._next_settle(mono))
@@ -341,7 +346,7 @@ class Daemon:
 
     def _next_settle(self, now: float) -> float:
         times = [t for tr in self.trackers.values() if (t := tr.next_deadline()) is not None]
-        return max(0.0, min(times) - now) if times else STATUS_EVERY
+        return max(0.0, min(times) - now) if times else IDLE_TURN
 
     def _settled(self, folder: str, path: Path) -> None:
         cfg = self.engine.folders.get(folder)

@@ -47,6 +47,14 @@ class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
         self.ready = asyncio.Event()
+        self.exit = asyncio.Event()
+
+    async def main_loop(self) -> None:
+        """Wait to be told to stop. uvicorn's own loop wakes ten times a second to look at
+        `should_exit` and refresh a Date header: an idle daemon must cost nothing, so the
+        headers are set once (no Date header) and `stop()` sets an event."""
+        await self.on_tick(0)
+        await self.exit.wait()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -118,6 +126,7 @@ class DashboardServer:
             ws="none",
             proxy_headers=False,
             server_header=False,
+            date_header=False,
             timeout_graceful_shutdown=SHUTDOWN_GRACE,
             h11_max_incomplete_event_size=16 * 1024,
             limit_concurrency=64,
@@ -157,6 +166,7 @@ class DashboardServer:
         self.live.stopping = True
         if self._server is not None and self._task is not None:
             self._server.should_exit = True
+            self._server.exit.set()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._task, timeout=SHUTDOWN_GRACE + 3)
         self._task = None
