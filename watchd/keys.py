@@ -54,25 +54,39 @@ def find_key(key_file: Path | None, env: Mapping[str, str]) -> KeySource:
     return KeySource(None, "missing")
 
 
-def read_key_file(path: Path, *, required: bool) -> str | None:
-    """The stripped key in `path`; None if it is optional and absent or empty."""
+def read_secret_file(path: Path, what: str, limit: int = _LIMIT) -> str:
+    """The stripped text of a small file that holds a secret (an API key, a dashboard token,
+    a notification URL). Raises ValueError naming the file and `what` it should hold, never
+    what it holds: a secret is never echoed, not even in an error."""
     try:
         if not path.is_file():
-            if not required and not path.exists():
-                return None
-            raise KeyFileError(f"API key file {path} does not exist or is not a regular file")
+            raise ValueError(f"{what} file {path} does not exist or is not a regular file")
         with path.open("rb") as f:
-            data = f.read(_LIMIT + 1)
+            data = f.read(limit + 1)
     except PermissionError:
-        raise KeyFileError(f"cannot read API key file {path}: permission denied") from None
+        raise ValueError(f"cannot read {what} file {path}: permission denied") from None
     except OSError as exc:
-        raise KeyFileError(f"cannot read API key file {path}: {exc.strerror}") from None
-    if len(data) > _LIMIT:
-        raise KeyFileError(f"API key file {path} is too large to hold an API key")
+        raise ValueError(f"cannot read {what} file {path}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise ValueError(f"{what} file {path} is too long to hold {what_an(what)}")
     try:
-        key = data.decode("utf-8").strip()
+        return data.decode("utf-8").strip()
     except UnicodeDecodeError:
-        raise KeyFileError(f"API key file {path} is not text") from None
+        raise ValueError(f"{what} file {path} is not UTF-8 text") from None
+
+
+def what_an(what: str) -> str:
+    return f"an {what}" if what[:1].lower() in "aeiou" else f"a {what}"
+
+
+def read_key_file(path: Path, *, required: bool) -> str | None:
+    """The stripped key in `path`; None if it is optional and absent or empty."""
+    if not required and not path.exists():
+        return None
+    try:
+        key = read_secret_file(path, "API key")
+    except ValueError as exc:
+        raise KeyFileError(str(exc)) from None
     if not key and required:
         raise KeyFileError(f"API key file {path} is empty")
     return key or None

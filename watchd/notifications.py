@@ -39,6 +39,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from pydantic_core import PydanticCustomError
 
 from watchd import logs
+from watchd.keys import read_secret_file
 from watchd.observe import Transition
 
 EventName = Literal["failed", "paused", "cap_reached", "resumed", "stuck", "daily_summary"]
@@ -223,14 +224,8 @@ def read_url(target: NotifyTarget) -> str:
     if target.url is not None:
         return target.url
     assert target.url_file is not None
-    try:
-        with open(target.url_file, "rb") as fh:
-            data = fh.read(URL_FILE_LIMIT + 1)
-    except OSError as exc:
-        raise ValueError(f"cannot read {target.url_file}: {exc.strerror}") from None
-    if len(data) > URL_FILE_LIMIT:
-        raise ValueError(f"{target.url_file} is too large to hold a URL")
-    lines = [ln.strip() for ln in data.decode("utf-8", "replace").splitlines() if ln.strip()]
+    text = read_secret_file(target.url_file, "notification URL", URL_FILE_LIMIT)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if not lines:
         raise ValueError(f"{target.url_file} is empty")
     if not _known_url(lines[0]):

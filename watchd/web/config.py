@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from watchd.keys import read_secret_file
 from watchd.params import Settings
 
 DEFAULT_LISTEN = "127.0.0.1:8750"
@@ -70,21 +71,7 @@ def _is_ip(text: str) -> bool:
 
 def read_token(path: Path) -> str:
     """The token in `path`, stripped; ValueError with the reason (never the content)."""
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(_TOKEN_FILE_LIMIT + 1)
-    except FileNotFoundError:
-        raise ValueError(f"token file {path} does not exist") from None
-    except IsADirectoryError:
-        raise ValueError(f"token file {path} is a folder") from None
-    except OSError as exc:
-        raise ValueError(f"cannot read token file {path}: {exc.strerror}") from None
-    if len(raw) > _TOKEN_FILE_LIMIT:
-        raise ValueError(f"token file {path} is too long to hold a token")
-    try:
-        token = raw.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise ValueError(f"token file {path} is not UTF-8 text") from None
+    token = read_secret_file(path, "token", _TOKEN_FILE_LIMIT)
     if len(token) < MIN_TOKEN or any(c.isspace() for c in token):
         raise ValueError(
             f"token file {path} must hold one token of at least {MIN_TOKEN} characters and no"
