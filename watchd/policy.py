@@ -121,16 +121,7 @@ class Policy:
         if isinstance(err, ConnectionLost | RateLimited | AuthError):
             # Never reached the API as a task: no attempt, no charge; the job only waits.
             delay = err.retry_after if err.retry_after is not None else UNSENT_DELAY
-            return Verdict(
-                Event.UNSENT,
-                delay=delay,
-                reason=err.message,
-                code=api_code(err),
-                http_status=err.http_status,
-                pause=isinstance(err, AuthError),
-                rate_limited=isinstance(err, RateLimited),
-                retry_after=err.retry_after,
-            )
+            return _ask_again(Event.UNSENT, err, delay)
         if isinstance(err, TransientApiError):
             return self.new_task_or_fail(err, job)
         return self._fail(err)
@@ -186,16 +177,7 @@ class Policy:
             self.poll_interval,
             self.backoff(tries, base=self.poll_interval, retry_after=err.retry_after),
         )
-        return Verdict(
-            Event.POLL_ERROR,
-            delay=delay,
-            reason=err.message,
-            code=api_code(err),
-            http_status=err.http_status,
-            pause=isinstance(err, AuthError),
-            rate_limited=isinstance(err, RateLimited),
-            retry_after=err.retry_after,
-        )
+        return _ask_again(Event.POLL_ERROR, err, delay)
 
     def overdue(self, job: Mapping[str, Any], now: float) -> Verdict | None:
         """A job past its deadline: a task that took too long needs a new one; a finished
@@ -286,3 +268,18 @@ class Policy:
         """When a finished task's result is given up on (kept across re-queries)."""
         kept = job.get("result_deadline")
         return kept if kept is not None else now + RESULT_LIFE - RESULT_MARGIN
+
+
+def _ask_again(event: Event, err: ApiError, delay: float) -> Verdict:
+    """A request that failed on its way (not the task): the same request later; a 401
+    pauses every create, a 429 slows the whole budget."""
+    return Verdict(
+        event,
+        delay=delay,
+        reason=err.message,
+        code=api_code(err),
+        http_status=err.http_status,
+        pause=isinstance(err, AuthError),
+        rate_limited=isinstance(err, RateLimited),
+        retry_after=err.retry_after,
+    )
