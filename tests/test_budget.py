@@ -229,19 +229,6 @@ def test_set_qps_applies_at_once_and_keeps_the_slowdown():
     budget.set_qps(10)
     assert budget.rate / budget.max_rate == pytest.approx(slowed)
 
-
-def test_contention_is_demand_above_the_rate_or_a_block():
-    budget = Budget(qps=2)
-    assert not budget.is_contended(0.0, demand_per_second=1.0)
-    assert budget.is_contended(0.0, demand_per_second=budget.rate + 0.01)
-    budget.on_rate_limited(0.0, retry_after=5.0)
-    assert budget.is_contended(1.0, demand_per_second=0.0)
-    assert not budget.is_contended(5.0, demand_per_second=0.0)
-
-
-# -- against the server's limiter ---------------------------------------------------------------
-
-
 def window_of(qps: float) -> tuple[float, int]:
     window = max(1.0, 1.0 / qps)
     return window, max(1, int(qps * window + 1e-9))

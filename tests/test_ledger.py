@@ -291,7 +291,7 @@ def test_names_that_are_not_utf8_round_trip_exactly(ledger: Ledger):
     found = ledger.active_at_path("photos", path)
     assert found is not None and found["id"] == job_id
     ledger.commit(job_id, E.RENAMED, path=path + "2")
-    assert ledger.at_path("photos", path + "2")["id"] == job_id  # type: ignore[index]
+    assert ledger.active_at_path("photos", path + "2")["id"] == job_id  # type: ignore[index]
     ledger.commit(job_id, E.SUBMIT)
     assert ledger.jobs()[0]["name"] == name
 

@@ -653,9 +653,3 @@ def test_an_answer_for_a_task_created_before_a_restart_is_used():
     v = view(s, 7, 0.0, 6.0)
     assert v.low - 0.01 <= plan.finished <= v.sure
 
-
-def test_the_old_call_path_still_works():
-    """Until the engine calls created/pending: next_poll_at is a short floor."""
-    s = scheduler(model=model_with(TEN))
-    assert s.next_poll_at(100.0, "a", 100.0, 0, contended=True) == 100.0 + 0.25 * POLL_INTERVAL
-    assert s.pick(100.0, [Candidate(1, "a")], [], 0, True).kind is Kind.CREATE

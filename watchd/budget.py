@@ -120,10 +120,6 @@ class Budget:
 
     # -- what the API answered -----------------------------------------------------------
 
-    def is_contended(self, now: float, demand_per_second: float) -> bool:
-        """True when the requests we would like to send exceed what the budget allows."""
-        return demand_per_second > self.rate or self.blocked_until > now
-
     def on_rate_limited(self, now: float, retry_after: float | None = None) -> None:
         """A 429: the whole daemon waits for Retry-After and keeps a step more headroom from
         now on; a second 429 soon after the last also halves the rate (AIMD)."""

@@ -366,13 +366,6 @@ class Ledger:
             [folder, path, *UNFINISHED],
         )
 
-    def at_path(self, folder: str, path: str) -> Row | None:
-        """The newest job of any state whose original is recorded at `path`."""
-        return self._one(
-            "select * from jobs where folder = ? and path = ? order by id desc limit 1",
-            [folder, path],
-        )
-
     def in_state(
         self, *states: State | str, folder: str | None = None, limit: int | None = None
     ) -> list[Row]:

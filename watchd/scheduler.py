@@ -557,7 +557,6 @@ class Scheduler:
         candidates: list[Candidate],
         tasks: list[Task],
         in_flight: int,
-        contended: bool | None = None,
         *,
         waiting: int | None = None,
         rate: float | None = None,
@@ -568,7 +567,6 @@ class Scheduler:
         are not busy (a poll of theirs on the wire); `in_flight`: tasks created or being
         created; `waiting`: how many jobs wait for a create in all (default: the candidates);
         `rate`: the budget's requests per second (without it, due polls always go first).
-        `contended` is ignored (the order of the choices below does its work).
         """
         decision = self._choose(now, candidates, tasks, in_flight, waiting, rate)
         if decision.kind is Kind.CREATE:
@@ -584,7 +582,6 @@ class Scheduler:
         self,
         now: float,
         tasks: list[Task],
-        contended: bool | None = None,
         *,
         rate: float | None = None,
     ) -> float | None:
@@ -658,11 +655,3 @@ class Scheduler:
         longest = spread.high if spread is not None else PRIOR_POLLS * self.poll_interval
         remaining = (waiting if waiting is not None else len(candidates)) + in_flight
         return remaining / rate > longest + LEAD_MARGIN
-
-    # -- the old call path (until the engine calls created/pending) -----------------------
-
-    def next_poll_at(
-        self, now: float, folder: str, submitted_at: float, polls_done: int, contended: bool
-    ) -> float:
-        """The floor of the next poll after a create or a pending poll that told nothing."""
-        return now + self._min_gap
