@@ -510,10 +510,8 @@ class Ledger:
                 for extra in ("error_code", "error_reason"):
                     if fields.get(extra):
                         detail[extra.removeprefix("error_")] = fields[extra]
-                self._event(job_id, "recorded", None, state.value, detail, wall)
+                self._record(job_id, "recorded", None, state.value, detail, wall)
                 ids.append(job_id)
-        for job_id in ids:
-            self._emit(job_id, "recorded", None, state.value, None, wall)
         return ids
 
     def commit(
@@ -532,8 +530,7 @@ class Ledger:
                 raise KeyError(f"no job {job_id}")
             result = step(row, event, data, wall=wall, mono=mono)
             self._update(job_id, result.fields)
-            self._event(job_id, Event(event).value, row["state"], result.state.value, detail, wall)
-        self._emit(job_id, Event(event).value, row["state"], result.state.value, detail, wall)
+            self._record(job_id, Event(event).value, row["state"], result.state.value, detail, wall)
         return result
 
     def note(self, job_id: int, event: str, detail: Mapping[str, Any] | None = None) -> None:
@@ -541,15 +538,14 @@ class Ledger:
         asked for): history for the operator, told to the observers too."""
         wall = self.clock.wall()
         with self.atomic():
-            self._event(job_id, event, None, None, detail, wall)
-        self._emit(job_id, event, None, None, detail, wall)
+            self._record(job_id, event, None, None, detail, wall)
 
     def _update(self, job_id: int, fields: Mapping[str, Any]) -> None:
         encoded = _encode(fields)
         sets = ", ".join(f"[{name}] = ?" for name in encoded)
         self.db.execute(f"update jobs set {sets} where id = ?", [*encoded.values(), job_id])
 
-    def _event(
+    def _record(
         self,
         job_id: int,
         event: str,
@@ -558,6 +554,8 @@ class Ledger:
         detail: Mapping[str, Any] | None,
         at: float,
     ) -> None:
+        """The event row, inside the caller's transaction; the observers hear of it once
+        that transaction commits (never of a change a rollback or a crash undoes)."""
         self._insert(
             "events",
             {
@@ -569,52 +567,26 @@ class Ledger:
                 "detail": json.dumps(detail, default=str) if detail else None,
             },
         )
-
-    def _emit(
-        self,
-        job_id: int,
-        event: str,
-        src: str | None,
-        dst: str | None,
-        detail: Mapping[str, Any] | None,
-        at: float,
-    ) -> None:
-        """Tell the observers, after the commit (never of a change a crash could undo):
-        inside a caller's open transaction, once that transaction commits."""
-        if not self.observers:
-            return
-        self._unsent.append((job_id, event, src, dst, detail, at))
-        if not self.db.conn.in_transaction:
-            self._flush_emits()
+        if self.observers:
+            self._unsent.append((job_id, event, src, dst, detail, at))
 
     def _flush_emits(self) -> None:
         pending, self._unsent = self._unsent, []
         for job_id, event, src, dst, detail, at in pending:
-            self._tell(job_id, event, src, dst, detail, at)
-
-    def _tell(
-        self,
-        job_id: int,
-        event: str,
-        src: str | None,
-        dst: str | None,
-        detail: Mapping[str, Any] | None,
-        at: float,
-    ) -> None:
-        row = self.get(job_id) or {}
-        self.observers.emit(
-            Transition(
-                job_id=job_id,
-                folder=row.get("folder", ""),
-                name=row.get("name", ""),
-                event=event,
-                src=src,
-                dst=dst,
-                at=at,
-                detail=dict(detail or {}),
-                job=row,
+            row = self.get(job_id) or {}
+            self.observers.emit(
+                Transition(
+                    job_id=job_id,
+                    folder=row.get("folder", ""),
+                    name=row.get("name", ""),
+                    event=event,
+                    src=src,
+                    dst=dst,
+                    at=at,
+                    detail=dict(detail or {}),
+                    job=row,
+                )
             )
-        )
 
     def _insert(self, table: str, row: Mapping[str, Any]) -> int:
         """A plain INSERT: sqlite-utils' insert() introspects the table on every call, which
