@@ -14,6 +14,8 @@ import zlib
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from watchd.preflight import (
@@ -193,6 +195,51 @@ def test_truncated_image_fails_the_full_decode(fmt):
     data = encode((300, 200), fmt)
     err = expect("truncated", inspect_image, data[: len(data) * 2 // 3])
     assert "truncated" in err.reason
+
+
+def _noisy_jpeg(mode: str, progressive: bool) -> bytes:
+    """A small JPEG with a photo's entropy, so damage lands in real entropy-coded data."""
+    img = Image.merge("RGB", [Image.effect_noise((160, 120), 40 + i) for i in range(3)])
+    buf = io.BytesIO()
+    img.convert(mode).save(buf, "JPEG", quality=85, progressive=progressive)
+    return buf.getvalue()
+
+
+_JPEGS = {
+    (mode, progressive): _noisy_jpeg(mode, progressive)
+    for mode in ("RGB", "L", "CMYK")
+    for progressive in (False, True)
+}
+
+
+def _full_decode_ok(data: bytes) -> bool:
+    try:
+        with Image.open(io.BytesIO(data), formats=["JPEG"]) as img:
+            img.load()
+    except Exception:
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kind=st.sampled_from(sorted(_JPEGS)),
+    cut=st.floats(0.05, 1.0),
+    flips=st.lists(st.tuples(st.floats(0.0, 0.9999), st.integers(0, 255)), max_size=4),
+)
+def test_a_jpeg_is_judged_as_a_full_decode_would_judge_it(kind, cut, flips):
+    """inspect_image decodes JPEGs at 1/8 scale (the cost of `watchd plan` and intake). That
+    shortcut must never change a verdict: truncated or corrupted anywhere, a JPEG passes
+    exactly when a full-size decode of it succeeds."""
+    data = bytearray(_JPEGS[kind][: max(2, int(len(_JPEGS[kind]) * cut))])
+    for where, value in flips:
+        data[int(where * len(data))] = value
+    try:
+        inspect_image(bytes(data))
+        shortcut_ok = True
+    except PreflightError:
+        shortcut_ok = False
+    assert shortcut_ok == _full_decode_ok(bytes(data))
 
 
 def test_png_claiming_a_huge_size_is_a_bomb():
