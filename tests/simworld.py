@@ -189,9 +189,9 @@ class World:
                 return
             sleep = 0.0
             with _dies_on_crash():
-                sleep = await engine.pump()
+                sleep = await engine.pump() - self.clock.mono()
             engine.wake.clear()
-            await self.clock.wait(engine.wake, min(sleep, 30.0))
+            await self.clock.wait(engine.wake, max(0.0, min(sleep, 30.0)))
 
     async def settle(self, *, limit: float = 6 * 3600.0, folder: str = "f") -> None:
         """Run until every job has ended and the inbox holds nothing new (or the time

@@ -15,6 +15,7 @@ from watchd.budget import (
     LAG_MEMORY,
     MIN_HEADROOM,
     RECOVERY,
+    SLACK,
     Budget,
 )
 
@@ -284,3 +285,55 @@ def test_on_a_busy_host_lateness_seen_keeps_the_server_window(qps):
             accepted.append(arrive)
         now = leave
     assert refused == 0
+
+
+def _drive(budget: Budget, seconds: float, late: "callable") -> tuple[int, int]:
+    """Decide and send as fast as the budget allows for `seconds`, each step (decision, then
+    send) `late(rng)` after the time it was allowed; return (sent, refused by the server)."""
+    window, limit = window_of(budget.qps)
+    accepted: deque[float] = deque()
+    rng = random.Random(budget.qps)
+    now, sent, refused = 0.0, 0, 0
+    while now < seconds:
+        now = budget.next_time(now) + late(rng)
+        assert budget.try_take(now)
+        while (delay := budget.try_send(now)) > 0:
+            now += delay + late(rng)
+        while accepted and accepted[0] <= now - window:
+            accepted.popleft()
+        if len(accepted) >= limit:
+            refused += 1
+        else:
+            accepted.append(now)
+        sent += 1
+    return sent, refused
+
+
+@pytest.mark.parametrize("qps", [2, 50])
+def test_a_steady_few_milliseconds_late_costs_no_rate(qps):
+    """Every decision and every send 3 ms after its slot (a wake-up, a commit before the
+    send): the schedule holds, so the rate stays the budget's. Anchored on the late times
+    instead, QPS 50 lost 3 ms of every 20 ms, 13% of the account."""
+    budget = Budget(qps=qps)
+    sent, refused = _drive(budget, 60.0, lambda rng: 0.003)
+    assert refused == 0
+    assert sent >= 60.0 * budget.max_rate * 0.995
+
+
+@pytest.mark.parametrize("qps", [0.5, 1, 2, 5, 50])
+def test_lateness_within_the_slack_never_overruns_the_server_window(qps):
+    """Late by anything from 0 to SLACK, at random: gaps shrink, the window still holds."""
+    sent, refused = _drive(Budget(qps=qps), 120.0, lambda rng: rng.uniform(0.0, SLACK))
+    assert refused == 0
+    assert sent >= 120.0 * qps * 0.95
+
+
+def test_lateness_past_the_slack_starts_the_schedule_again():
+    budget = Budget(qps=2)
+    assert budget.try_take(0.0) and budget.try_send(0.0) == 0.0
+    slot = budget.interval
+    assert budget.try_send(slot + SLACK / 2) == 0.0  # within the slack: counted at its slot
+    assert budget.send_delay(slot + SLACK / 2) == pytest.approx(budget.interval - SLACK / 2)
+    late = 2 * slot + 0.1  # far past: the next slot is one interval after the send itself
+    assert budget.try_send(late) == 0.0
+    assert budget.send_delay(late) == pytest.approx(budget.interval)

@@ -184,24 +184,29 @@ class Engine:
         longest it may sleep, or None to stop. `until` ends a burst run (`watchd process`).
         """
         while True:
-            limit = IDLE_WAKE
+            wake_at = self.clock.mono() + IDLE_WAKE
             if turn is not None:
+                started = self.clock.mono()
                 asked = await turn()
                 if asked is None:
                     return
-                limit = min(limit, asked)
+                wake_at = min(wake_at, started + asked)
             if until is not None and until():
                 return
-            sleep = min(await self.pump(), limit)
+            # Absolute times: the time this pass itself takes (ledger reads, spawning) is
+            # not added to every sleep, or sends due every 20 ms at QPS 50 drift by it.
+            wake_at = min(await self.pump(), wake_at)
             self.wake.clear()
-            planned = self.clock.mono() + sleep
-            await self.clock.wait(self.wake, sleep)
+            now = self.clock.mono()
+            planned = max(wake_at, now)
+            await self.clock.wait(self.wake, planned - now)
             if not self.wake.is_set():
                 # Woken by the timer: how late it came is how late a send may leave too.
                 self.budget.note_lag(self.clock.mono() - planned)
 
     async def pump(self) -> float:
-        """Start every step that is due now; return how long the caller may sleep at most."""
+        """Start every step that is due now; return the monotonic time to look again at
+        the latest."""
         now = self.clock.mono()
         wake_at = [now + IDLE_WAKE]
         mask_due = self.intake.expire_mask_waits(now)
@@ -215,7 +220,7 @@ class Engine:
             if upcoming is not None:
                 wake_at.append(upcoming)
             wake_at += self._dispatch_requests(now)
-        return max(0.0, min(wake_at) - now)
+        return min(wake_at)
 
     async def _download(self, job_id: int) -> None:
         async with self.downloads:
@@ -285,7 +290,7 @@ class Engine:
                 next_poll_at=r["due"] if r["due"] is not None else 0.0,
                 last_poll_at=r["polled"],
             )
-            for r in self.ledger.in_state(State.PROCESSING)
+            for r in self.ledger.processing()
             if r["id"] not in self.busy
             and (self.only is None or r["id"] in self.only)
             and not (_held(r) and (r["due"] or 0.0) > now)
