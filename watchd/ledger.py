@@ -225,6 +225,7 @@ class Ledger:
         db.conn.row_factory = _row_factory
         self.observers = Observers()  # told of every committed transition (observe.py)
         self._unsent: list[tuple[Any, ...]] = []
+        self._depth = 0  # savepoints open inside the current transaction
         migrations.apply(db)
         self.clock = self._anchor(clock or SystemClock())
 
@@ -262,6 +263,7 @@ class Ledger:
         db.conn.row_factory = _row_factory
         self.observers = Observers()
         self._unsent = []
+        self._depth = 0
         db.execute("select count(*) from jobs").fetchone()  # a broken file fails here
         if migrations.pending(db):
             db.conn.close()
@@ -312,12 +314,23 @@ class Ledger:
         conn = self.db.conn
         if conn.in_transaction:
             mark = len(self._unsent)
+            # A savepoint named by depth: nested blocks are strictly nested, so the name is
+            # unique while it lives (sqlite-utils draws a random name for each).
+            self._depth += 1
+            savepoint = f"watchd_{self._depth}"
+            conn.execute(f"SAVEPOINT {savepoint}")
             try:
-                with self.db.atomic():
-                    yield
+                yield
             except BaseException:
                 del self._unsent[mark:]  # that savepoint was rolled back
+                if conn.in_transaction:  # an error may have ended the whole transaction
+                    conn.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")
+                    conn.execute(f"RELEASE SAVEPOINT {savepoint}")
                 raise
+            else:
+                conn.execute(f"RELEASE SAVEPOINT {savepoint}")
+            finally:
+                self._depth -= 1
             return
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -519,7 +532,9 @@ class Ledger:
                 for extra in ("error_code", "error_reason"):
                     if fields.get(extra):
                         detail[extra.removeprefix("error_")] = fields[extra]
-                self._record(job_id, "recorded", None, state.value, detail, wall)
+                # The row as written: 50,000 new files are not read back one by one.
+                written = {**row, "id": job_id}
+                self._record(job_id, "recorded", None, state.value, detail, wall, written)
                 ids.append(job_id)
         return ids
 
@@ -562,9 +577,11 @@ class Ledger:
         dst: str | None,
         detail: Mapping[str, Any] | None,
         at: float,
+        row: Row | None = None,
     ) -> None:
         """The event row, inside the caller's transaction; the observers hear of it once
-        that transaction commits (never of a change a rollback or a crash undoes)."""
+        that transaction commits (never of a change a rollback or a crash undoes). `row`:
+        the job as written, when the caller has it (else it is read back at the commit)."""
         self._insert(
             "events",
             {
@@ -577,12 +594,12 @@ class Ledger:
             },
         )
         if self.observers:
-            self._unsent.append((job_id, event, src, dst, detail, at))
+            self._unsent.append((job_id, event, src, dst, detail, at, row))
 
     def _flush_emits(self) -> None:
         pending, self._unsent = self._unsent, []
-        for job_id, event, src, dst, detail, at in pending:
-            row = self.get(job_id) or {}
+        for job_id, event, src, dst, detail, at, known in pending:
+            row = known if known is not None else (self.get(job_id) or {})
             self.observers.emit(
                 Transition(
                     job_id=job_id,
@@ -621,10 +638,12 @@ class Ledger:
             )
 
     def end_mask_wait(self, folder: str, path: str) -> None:
+        sql, args = "delete from mask_waits where folder = ? and path = ?", [folder, path]
+        if self.db.conn.in_transaction:  # one statement: atomic as it is (run per new file)
+            self.db.conn.execute(sql, [storable(a) for a in args])
+            return
         with self.atomic():
-            self.db.execute(
-                "delete from mask_waits where folder = ? and path = ?", [folder, storable(path)]
-            )
+            self.db.conn.execute(sql, [storable(a) for a in args])
 
     def mask_waits(self) -> list[Row]:
         return self._all("select * from mask_waits order by due")
