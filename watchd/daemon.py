@@ -12,7 +12,7 @@ import asyncio
 import os
 import signal
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,9 @@ from watchd.watch import Watcher, WatchSpec
 from watchd.web.live import LiveState
 from watchd.web.server import start_dashboard
 
+# Hints and settled files handled per pass of the loop: a 50,000-file scan must not hold the
+# loop for seconds while the first files could already be checked, recorded and sent.
+PER_TURN = 1000
 INTAKE_WORKERS = 2
 INTAKE_CHUNK = 64  # settled files checked per worker-thread hand-off
 STATUS_EVERY = 5.0
@@ -104,6 +107,8 @@ class Daemon:
         self.notifier = Notifier(self.env)
         self.log = logs.get_logger()
         self.hints: deque[tuple[str, Path]] = deque()
+        # Settled by time, waiting for their confirming stat (at most PER_TURN a pass).
+        self.confirming: deque[tuple[str, SettleTracker, Hashable]] = deque()
         self.trackers: dict[str, SettleTracker] = {}
         self.reload_error: str | None = None
         self.intake_queue: asyncio.Queue[tuple[str, Path]] = asyncio.Queue()
@@ -261,7 +266,7 @@ class Daemon:
         if self.notifier.watchdog_interval:
             # Ping at a third of WATCHDOG_USEC (the interval is half): margin for a slow turn.
             sleep = min(sleep, self.notifier.watchdog_interval * 2 / 3)
-        return 0.0 if self.hints else sleep
+        return 0.0 if self.hints or self.confirming else sleep
 
     # -- the dashboard's view of the running daemon ------------------------------------
 
@@ -328,7 +333,7 @@ class Daemon:
         self.log.warning(message, folder=folder, problem=kind)
 
     def _drain_hints(self, now: float) -> None:
-        while self.hints:
+        for _ in range(min(len(self.hints), PER_TURN)):
             folder, path = self.hints.popleft()
             tracker = self.trackers.get(folder)
             if tracker is None:
@@ -339,10 +344,17 @@ class Daemon:
 
     def _settle(self, now: float) -> None:
         for folder, tracker in list(self.trackers.items()):
-            for path in tracker.due(now):
-                assert isinstance(path, Path)
-                if tracker.confirm(path, _stat(path), now):
-                    self._settled(folder, path)
+            self.confirming.extend((folder, tracker, path) for path in tracker.due(now))
+        for _ in range(min(len(self.confirming), PER_TURN)):
+            folder, tracker, path = self.confirming.popleft()
+            assert isinstance(path, Path)
+            current = self.trackers.get(folder)
+            if current is None:
+                continue  # the folder left the config
+            if current is not tracker:  # a reload changed `settle`: wait anew under it
+                current.seen(path, _stat(path), now)
+            elif tracker.confirm(path, _stat(path), now):
+                self._settled(folder, path)
 
     def _next_settle(self, now: float) -> float:
         times = [t for tr in self.trackers.values() if (t := tr.next_deadline()) is not None]
