@@ -2,7 +2,7 @@
 
 A discrete-event simulation runs watchd's own `Scheduler` and `Budget` (the classes the
 daemon uses) against a model of the API with the simulator's exact behaviour (its task
-timeline `watchd.sim.tasks.phase_at`, its sliding-window QPS limit, whole-second timestamps,
+timeline `watchd.sim.tasks.timeline_fields`, its sliding-window QPS limit, whole-second timestamps,
 `time_elapsed` in milliseconds), on tasks whose processing times are drawn from a seed. The
 same times, in the order of the creates, are given to every client:
 
@@ -46,7 +46,7 @@ from watchd.scheduler import (
     Scheduler,
     Task,
 )
-from watchd.sim.tasks import RateWindow, TaskPlan, phase_at
+from watchd.sim.tasks import RateWindow, TaskPlan, timeline_fields
 
 RTT = 0.01  # seconds from a send to its answer (the request reaches the API halfway)
 WRITE = 0.05  # seconds from a result to the original in done/ (download, outbox, move)
@@ -167,22 +167,8 @@ class Api:
     def query(self, at: float, task_id: str) -> Answer:
         if not self._admit(at):
             return Answer(429)
-        plan = self.plans[task_id]
-        phase = phase_at(plan, at)
-
-        def stamp(t: float | None) -> str | None:
-            return None if t is None else str(int(EPOCH + t))
-
-        raw = {
-            "task_id": task_id,
-            "state": phase.state,
-            "progress": phase.progress,
-            "created_at": stamp(plan.created),
-            "processed_at": stamp(phase.processed_at),
-            "completed_at": stamp(phase.completed_at),
-            "time_elapsed": f"{min(at, plan.finished) - plan.created:.3f}",
-        }
-        return Answer(200, phase.state, phase.progress, raw, task_id)
+        raw = timeline_fields(self.plans[task_id], at, EPOCH)
+        return Answer(200, raw["state"], raw["progress"], raw, task_id)
 
 
 # -- watchd ------------------------------------------------------------------------------------

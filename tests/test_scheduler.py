@@ -22,7 +22,7 @@ from watchd.scheduler import (
     Task,
     learned_seconds,
 )
-from watchd.sim.tasks import TaskPlan, phase_at
+from watchd.sim.tasks import TaskPlan, timeline_fields
 
 POLL_INTERVAL = 1.0
 EPOCH = 1_780_000_000.37  # the API's clock at local time 0 (a fraction: stamps round down)
@@ -55,21 +55,9 @@ def task(
 
 
 def answer(plan: TaskPlan, at: float) -> tuple[int, int, dict]:
-    """What the simulator answers at `at` about `plan` (state, progress, raw)."""
-    phase = phase_at(plan, at)
-
-    def stamp(t):
-        return None if t is None else str(int(EPOCH + t))
-
-    raw = {
-        "state": phase.state,
-        "progress": phase.progress,
-        "created_at": stamp(plan.created),
-        "processed_at": stamp(phase.processed_at),
-        "completed_at": stamp(phase.completed_at),
-        "time_elapsed": f"{min(at, plan.finished) - plan.created:.3f}",
-    }
-    return phase.state, phase.progress, raw
+    """What a query at `at` answers for `plan`, as the simulator words it."""
+    raw = timeline_fields(plan, at, EPOCH)
+    return raw["state"], raw["progress"], raw
 
 
 def tell(s: Scheduler, job_id: int, plan: TaskPlan, at: float, folder: str = "a") -> float:

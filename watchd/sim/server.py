@@ -47,7 +47,7 @@ from watchd.sim.tasks import (
     RateWindow,
     TaskPlan,
     choose_final_state,
-    phase_at,
+    timeline_fields,
 )
 
 __all__ = ["CREATE_PATH", "Simulator"]
@@ -400,25 +400,13 @@ class Simulator:
     def _task_reply(self, task: _Task, now: float) -> _Reply:
         """What a query at `now` answers for `task` (also the answer of a sync create)."""
         plan = task.plan
-        phase = phase_at(plan, now)
-
-        def stamp(t: float | None) -> str | None:
-            return None if t is None else str(int(self._epoch(t)))
-
-        data: dict[str, Any] = {
-            "task_id": plan.task_id,
-            "state": phase.state,
-            "progress": phase.progress,
-            "created_at": stamp(plan.created),
-            "processed_at": stamp(phase.processed_at),
-            "completed_at": stamp(phase.completed_at),
-            "state_detail": STATE_MESSAGES.get(phase.state, "Processing failed."),
-            "time_elapsed": f"{min(now, plan.finished) - plan.created:.3f}",
-            "return_type": plan.return_type,
-        }
-        if phase.state < 0:
-            return _Reply(200, STATE_MESSAGES.get(phase.state, "Processing failed."), data)
-        if phase.state == DONE:
+        data: dict[str, Any] = timeline_fields(plan, now, self._epoch_offset)
+        state = data["state"]
+        data["state_detail"] = STATE_MESSAGES.get(state, "Processing failed.")
+        data["return_type"] = plan.return_type
+        if state < 0:
+            return _Reply(200, STATE_MESSAGES.get(state, "Processing failed."), data)
+        if state == DONE:
             result = task.result()
             data["download_time"] = 0
             if plan.return_type == 2:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "STATE_MESSAGES",
@@ -94,6 +95,26 @@ def phase_at(plan: TaskPlan, now: float) -> Phase:
     share = (now - plan.started) / span if span > 0 else 1.0
     # 1..99 while processing: 0 belongs to "queued", 100 to "finished".
     return Phase(PROCESSING, min(99, max(1, int(share * 100))), plan.started, None)
+
+
+def timeline_fields(plan: TaskPlan, now: float, epoch_offset: float) -> dict[str, Any]:
+    """The fields of a query's `data` that tell where the task is, as the API words them:
+    state, progress, and its timestamps in whole seconds of the API's clock (the simulator
+    clock plus `epoch_offset`)."""
+    phase = phase_at(plan, now)
+
+    def stamp(t: float | None) -> str | None:
+        return None if t is None else str(int(t + epoch_offset))
+
+    return {
+        "task_id": plan.task_id,
+        "state": phase.state,
+        "progress": phase.progress,
+        "created_at": stamp(plan.created),
+        "processed_at": stamp(phase.processed_at),
+        "completed_at": stamp(phase.completed_at),
+        "time_elapsed": f"{min(now, plan.finished) - plan.created:.3f}",
+    }
 
 
 def choose_final_state(
