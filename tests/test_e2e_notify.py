@@ -6,6 +6,7 @@ holds a key or the target's URL."""
 from __future__ import annotations
 
 import json
+import signal
 import time
 from pathlib import Path
 
@@ -68,3 +69,38 @@ def test_a_wrong_key_pauses_once_and_the_fixed_key_resumes_once(tmp_path: Path) 
         assert secret not in text
     assert "HTTP 401" in json.dumps(receiver.bodies)
     assert yaml.safe_load(config.read_text())["notify"]  # the config really had the target
+
+
+def test_a_wrong_key_read_by_a_reload_pauses_once_without_flapping(tmp_path: Path) -> None:
+    """A reload that reads a new, wrong key is not also taken for a key-file change later:
+    that lifted the 401 pause at the next check, and the next create paused it again
+    (paused, resumed, paused: three messages for one mistake)."""
+    receiver = Receiver()
+    sim = Simulator(SimConfig(qps=20, processing_time=(0.1, 0.2), valid_keys={GOOD}, seed=4))
+    sim.start()
+    key = tmp_path / "api-key"
+    key.write_text(GOOD + "\n")
+    key.chmod(0o600)
+    config = write_config(
+        tmp_path,
+        sim.base_url,
+        [{"name": "plain"}],
+        api={"key_file": str(key)},
+        notify=[{"url": receiver.url, "on": ["paused", "resumed"]}],
+    )
+    daemon = DaemonProcess(config).start()
+    try:
+        daemon.wait_started()
+        key.write_text(BAD + "\n")
+        daemon.send(signal.SIGHUP)
+        wait_for(lambda: "config reloaded" in daemon.log(), 20, "the reload")
+        for n in range(2):
+            drop(tmp_path / "plain" / "inbox" / f"photo{n}.png", seed=n)
+        receiver.wait_hits(1, timeout=30)
+        time.sleep(12)  # past the watcher's checks, which look for a changed key file
+    finally:
+        daemon.stop()
+        sim.stop()
+        receiver.close()
+    assert [b["title"] for b in receiver.bodies] == ["watchd: creates paused (all folders)"]
+    assert sim.stats["http_401"] == 1

@@ -450,10 +450,7 @@ class Daemon:
         self.alerts.set_targets(cfg.notify)
         if self.dashboard is not None:
             self.dashboard.apply_config(cfg)
-        key = load_api_key(cfg, self.env)
-        if key:
-            logs.add_secret(key)
-            self.engine.client.set_key(key)
+        self._use_key()
         self.engine.resume("config reloaded")
         self.log.info("config reloaded", folders=[f.name for f in cfg.folders], qps=cfg.api.qps)
         self.notifier.ready(self._status_line())
@@ -484,14 +481,20 @@ class Daemon:
     def _check_key_change(self) -> None:
         if not self.engine.paused:
             return
-        stamp = self._key_stamp()
-        if stamp != self.key_stamp:
-            self.key_stamp = stamp
-            key = load_api_key(self.cfg, self.env)
-            if key:
-                logs.add_secret(key)
-                self.engine.client.set_key(key)
-                self.engine.resume("the API key file changed")
+        if self._key_stamp() != self.key_stamp and self._use_key():
+            self.engine.resume("the API key file changed")
+
+    def _use_key(self) -> bool:
+        """Read the key and give it to the client, noting the file's stamp: a reload that
+        read a new key must not count as a key change again (a wrong key then gave paused,
+        resumed, paused). False when no key could be read."""
+        self.key_stamp = self._key_stamp()
+        key = load_api_key(self.cfg, self.env)
+        if not key:
+            return False
+        logs.add_secret(key)
+        self.engine.client.set_key(key)
+        return True
 
     def _status_line(self) -> str:
         counts = self.engine.ledger.counts()
