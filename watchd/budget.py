@@ -119,7 +119,7 @@ class Budget:
         return max(0.0, self._last_sent + self.interval - now, self.blocked_until - now)
 
     def mark_sent(self, now: float) -> None:
-        self._last_sent = max(self._last_sent, _next_slot(self._last_sent + self.interval, now))
+        self._last_sent = _next_slot(self._last_sent + self.interval, now)
         self.sent += 1
 
     # -- what the API answered -----------------------------------------------------------

@@ -184,9 +184,9 @@ class Engine:
         longest it may sleep, or None to stop. `until` ends a burst run (`watchd process`).
         """
         while True:
-            wake_at = self.clock.mono() + IDLE_WAKE
+            started = self.clock.mono()
+            wake_at = started + IDLE_WAKE
             if turn is not None:
-                started = self.clock.mono()
                 asked = await turn()
                 if asked is None:
                     return
